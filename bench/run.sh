@@ -1,0 +1,480 @@
+#!/usr/bin/env bash
+# levee benchmark: levee vs HAProxy vs NGINX in front of the same nginx origin, on loopback.
+#
+#   bench/run.sh [options]
+#     --rounds N         measured rounds per scenario (default 3)
+#     --duration S       seconds per wrk measurement (default 10)
+#     --warmup S         seconds of warm-up per target and scenario (default 3)
+#     --connections N    connections for the c50 scenarios (default 50)
+#     --threads N        wrk threads (default 1)
+#     --idle-conns N     idle keep-alive connections for the memory test (default 5000)
+#     --levee PATH       levee binary (default build/levee)
+#     --skip-levee       bench only direct/HAProxy/NGINX (for testing this script)
+#     --skip-memory      skip the idle-connection memory test
+#     --no-pin           do not pin processes to CPUs
+#     --out DIR          keep results (results.tsv, memory.tsv, summary.txt, configs, logs)
+#     --quick            smoke run: 1 round of 2 s, 1 s warm-up, 500 idle connections
+#
+# Scenarios: c50 with a 100-byte body, c1 with a 100-byte body, c50 with a 1 KiB body.
+# Targets, interleaved in every round: direct (wrk -> origin), HAProxy, NGINX, levee.
+# Pinning (when >= 2 CPUs): wrk and the idle-connection client on CPU 0; the origin and all
+# proxies on CPU 1. Every process this script starts is killed by PID on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$PWD"
+
+rounds=3
+duration=10
+warmup=3
+connections=50
+threads=1
+idle_conns=5000
+levee_bin=build/levee
+skip_levee=0
+skip_memory=0
+pin=1
+out_dir=""
+quick=0
+
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+need_arg() { if (($1 < 2)); then echo "bench: $2 needs a value" >&2; exit 2; fi; }
+while (($# > 0)); do
+  case "$1" in
+    --rounds) need_arg $# "$1"; rounds="$2"; shift 2 ;;
+    --duration) need_arg $# "$1"; duration="$2"; shift 2 ;;
+    --warmup) need_arg $# "$1"; warmup="$2"; shift 2 ;;
+    --connections) need_arg $# "$1"; connections="$2"; shift 2 ;;
+    --threads) need_arg $# "$1"; threads="$2"; shift 2 ;;
+    --idle-conns) need_arg $# "$1"; idle_conns="$2"; shift 2 ;;
+    --levee) need_arg $# "$1"; levee_bin="$2"; shift 2 ;;
+    --out) need_arg $# "$1"; out_dir="$2"; shift 2 ;;
+    --skip-levee) skip_levee=1; shift ;;
+    --skip-memory) skip_memory=1; shift ;;
+    --no-pin) pin=0; shift ;;
+    --quick) quick=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "bench: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+if ((quick)); then
+  rounds=1 duration=2 warmup=1 idle_conns=500
+fi
+for v in rounds duration warmup connections threads idle_conns; do
+  if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
+    echo "bench: --${v//_/-} must be a non-negative integer (got '${!v}')" >&2
+    exit 2
+  fi
+done
+if ((rounds < 1 || duration < 1 || connections < 1 || threads < 1)); then
+  echo "bench: --rounds, --duration, --connections and --threads must be >= 1" >&2
+  exit 2
+fi
+
+# ---- preflight ---------------------------------------------------------------------------
+missing=()
+for tool in nginx haproxy wrk curl python3 taskset pgrep timeout; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "bench: missing tools: ${missing[*]} (run scripts/install-deps.sh)" >&2
+  exit 1
+fi
+if ((!skip_levee)); then
+  if [[ ! -x "$levee_bin" ]]; then
+    echo "bench: levee binary not found at $levee_bin." >&2
+    echo "       Build it with scripts/build.sh, pass --levee PATH, or use --skip-levee." >&2
+    exit 1
+  fi
+  levee_bin="$(cd "$(dirname "$levee_bin")" && pwd)/$(basename "$levee_bin")"
+fi
+
+# Every connection is a file descriptor in the client and in the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nofile="$(ulimit -n)"
+if [[ "$nofile" == unlimited ]] || ((nofile > 65536)); then
+  ulimit -n 65536 2>/dev/null || true
+  nofile="$(ulimit -n)"
+fi
+if ((!skip_memory && idle_conns + 1000 > nofile)); then
+  echo "bench: open-file limit is $nofile; lowering --idle-conns from $idle_conns to $((nofile - 1000))" >&2
+  idle_conns=$((nofile - 1000))
+fi
+worker_connections=$((nofile - 100))
+haproxy_maxconn=$(((nofile - 200) / 2))
+if ((haproxy_maxconn > 16000)); then haproxy_maxconn=16000; fi
+
+client_cpu=() server_cpu=()
+if ((pin)) && (($(nproc) >= 2)); then
+  client_cpu=(taskset -c 0)
+  server_cpu=(taskset -c 1)
+  pin_note="wrk + idle client on CPU 0; origin + proxies on CPU 1"
+else
+  pin=0
+  pin_note="not pinned"
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/levee-bench.XXXXXX")"
+chmod 755 "$work" # nginx workers run as nobody when started by root
+mkdir -p "$work/tmp"
+results="$work/results.tsv"
+memory="$work/memory.tsv"
+printf 'scenario\tround\ttarget\trps\tp50_us\tp99_us\tcpu_us_per_req\trequests\terrors\n' >"$results"
+printf 'target\tidle_rss_kb\tloaded_rss_kb\tconns_alive\tbytes_per_conn\n' >"$memory"
+
+# ---- process bookkeeping -----------------------------------------------------------------
+pids=()     # every background process we started
+declare -A pid_of
+
+# Children of PID (nginx workers), one per line.
+children() { pgrep -P "$1" 2>/dev/null || true; }
+
+cleanup() {
+  local rc=$? p c
+  trap - EXIT INT TERM
+  for p in "${pids[@]}"; do
+    if kill -0 "$p" 2>/dev/null; then
+      for c in $(children "$p"); do kill "$c" 2>/dev/null || true; done
+      kill "$p" 2>/dev/null || true
+    fi
+  done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
+    wait "$p" 2>/dev/null || true
+  done
+  if [[ -n "$out_dir" ]]; then
+    mkdir -p "$out_dir"
+    cp "$work"/*.tsv "$work"/*.conf "$work"/*.cfg "$work"/*.log "$out_dir"/ 2>/dev/null || true
+    cp "$work"/levee.yaml "$work"/summary.txt "$out_dir"/ 2>/dev/null || true
+    echo "bench: results kept in $out_dir"
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Free loopback ports, chosen by the kernel.
+read -r origin_port haproxy_port nginx_port levee_port levee_admin_port levee_probe_port < <(
+  python3 - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(6)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+)
+
+body_100="$(printf 'x%.0s' $(seq 100))"
+body_1k="$(printf 'x%.0s' $(seq 1024))"
+
+# render TEMPLATE DEST: fill the @NAME@ placeholders of a peer config.
+render() {
+  sed -e "s|@WORKDIR@|$work|g" -e "s|@NOFILE@|$nofile|g" \
+    -e "s|@WORKER_CONNECTIONS@|$worker_connections|g" -e "s|@HAPROXY_MAXCONN@|$haproxy_maxconn|g" \
+    -e "s|@ORIGIN_PORT@|$origin_port|g" -e "s|@HAPROXY_PORT@|$haproxy_port|g" \
+    -e "s|@NGINX_PORT@|$nginx_port|g" -e "s|@LEVEE_PORT@|$levee_port|g" \
+    -e "s|@LEVEE_ADMIN_PORT@|$levee_admin_port|g" -e "s|@LEVEE_PROBE_PORT@|$levee_probe_port|g" \
+    -e "s|@BODY_100@|$body_100|g" -e "s|@BODY_1K@|$body_1k|g" \
+    "$repo/bench/peers/$1" >"$work/$2"
+  if grep -v '^[[:space:]]*#' "$work/$2" | grep -q '@[A-Z0-9_]*@'; then
+    echo "bench: unfilled placeholder in $2: $(grep -v '^[[:space:]]*#' "$work/$2" | grep -o '@[A-Z0-9_]*@' | head -1)" >&2
+    exit 1
+  fi
+}
+
+# start NAME PORT CMD...: run a server on the server CPU, then wait until GET /100 answers 200.
+start() {
+  local name="$1" port="$2" code=""
+  shift 2
+  "${server_cpu[@]}" "$@" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  pid_of[$name]=$!
+  for _ in $(seq 100); do # up to 10 s
+    if ! kill -0 "${pid_of[$name]}" 2>/dev/null; then
+      echo "bench: $name exited during start-up; its log:" >&2
+      cat "$work/$name.log" "$work/$name.error.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+    code="$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$port/100" || true)"
+    [[ "$code" == 200 ]] && return 0
+    sleep 0.1
+  done
+  echo "bench: $name did not answer 200 on 127.0.0.1:$port/100 within 10 s (last: '$code'); its log:" >&2
+  cat "$work/$name.log" >&2 || true
+  exit 1
+}
+
+# cpu_ticks PID: utime+stime of PID and its children (clock ticks).
+cpu_ticks() {
+  local total=0 p stat rest
+  local -a f
+  for p in "$1" $(children "$1"); do
+    stat="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+    rest="${stat##*") "}" # the command name may contain spaces; fields resume after ')'
+    read -ra f <<<"$rest"
+    total=$((total + f[11] + f[12])) # fields 14 (utime) and 15 (stime)
+  done
+  echo "$total"
+}
+
+# rss_kb PID: VmRSS of PID plus its children (kB).
+rss_kb() {
+  local total=0 p kb
+  for p in "$1" $(children "$1"); do
+    kb="$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)"
+    total=$((total + ${kb:-0}))
+  done
+  echo "$total"
+}
+
+clk_tck="$(getconf CLK_TCK)"
+
+# ---- start everything --------------------------------------------------------------------
+render nginx-origin.conf origin.conf
+render nginx-proxy.conf nginx.conf
+render haproxy.cfg haproxy.cfg
+targets=(direct haproxy nginx)
+declare -A port_of=([direct]=$origin_port [haproxy]=$haproxy_port [nginx]=$nginx_port)
+declare -A proc_of=([direct]=origin [haproxy]=haproxy [nginx]=nginx)
+
+start origin "$origin_port" nginx -p "$work/" -e "$work/origin.error.log" -c "$work/origin.conf"
+start haproxy "$haproxy_port" haproxy -db -f "$work/haproxy.cfg"
+start nginx "$nginx_port" nginx -p "$work/" -e "$work/nginx.error.log" -c "$work/nginx.conf"
+if ((!skip_levee)); then
+  render levee.yaml levee.yaml
+  if ! "$levee_bin" validate "$work/levee.yaml" >"$work/levee-validate.log" 2>&1; then
+    echo "bench: levee rejected bench/peers/levee.yaml:" >&2
+    cat "$work/levee-validate.log" >&2
+    exit 1
+  fi
+  start levee "$levee_port" "$levee_bin" run --config "$work/levee.yaml" --concurrency 1
+  targets+=(levee)
+  port_of[levee]=$levee_port
+  proc_of[levee]=levee
+fi
+
+scenarios=("c50-100B:$connections:/100" "c1-100B:1:/100" "c50-1KiB:$connections:/1k")
+per_scenario=$((${#targets[@]} * (warmup + rounds * duration)))
+echo "levee bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
+echo "  $pin_note; wrk -t$threads, ${duration}s x $rounds rounds after ${warmup}s warm-up; nofile $nofile"
+echo "  origin :$origin_port  haproxy :$haproxy_port  nginx :$nginx_port$( ((skip_levee)) && echo '  levee: skipped' || echo "  levee :$levee_port")"
+echo "  $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>&1 | head -1 | awk '{print "haproxy/" $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')$( ((skip_levee)) || echo ", $("$levee_bin" version 2>&1 | head -1)")"
+echo "  estimated time: ~$(((${#scenarios[@]} * per_scenario + 60) / 60)) min"
+
+# ---- memory: idle RSS and the cost of idle keep-alive connections ------------------------
+cat >"$work/idle_conns.py" <<'PY'
+# Opens N keep-alive connections, sends one GET on each, reads the response and keeps the
+# connection open; then reports how many are still open and sleeps until killed.
+import socket, sys, time
+
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+req = b"GET /100 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+deadline = time.monotonic() + 60
+socks, ok, failed = [], 0, 0
+
+def read_response(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before headers")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (l.partition(b":") for l in lines[1:])}
+    if hdrs.get(b"transfer-encoding", b"").lower() == b"chunked":
+        while not body.endswith(b"0\r\n\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in body")
+            body += chunk
+    else:
+        need = int(hdrs.get(b"content-length", b"0"))
+        while len(body) < need:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in body")
+            body += chunk
+    return status
+
+for _ in range(n):
+    if time.monotonic() > deadline:
+        break
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(req)
+        if read_response(s) == 200:
+            ok += 1
+        socks.append(s)
+    except OSError:
+        failed += 1
+time.sleep(2)  # let the server settle (deferred frees, pool growth)
+alive = 0
+for s in socks:
+    s.setblocking(False)  # a socket with a timeout would wait in recv() even with MSG_DONTWAIT
+    try:
+        alive += 1 if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) else 0
+    except BlockingIOError:
+        alive += 1
+    except OSError:
+        pass
+with open(ready + ".tmp", "w") as f:
+    f.write(f"{len(socks)} {ok} {failed} {alive}\n")
+import os
+os.rename(ready + ".tmp", ready)
+while True:
+    time.sleep(3600)
+PY
+
+if ((!skip_memory)); then
+  echo
+  echo "memory: idle RSS after start, then RSS with $idle_conns idle keep-alive connections (one GET each)"
+  for t in "${targets[@]}"; do
+    [[ "$t" == direct ]] && continue
+    pid="${pid_of[${proc_of[$t]}]}"
+    rss0="$(rss_kb "$pid")"
+    ready="$work/idle-$t.ready"
+    "${client_cpu[@]}" python3 "$work/idle_conns.py" "${port_of[$t]}" "$idle_conns" "$ready" \
+      >"$work/idle-$t.log" 2>&1 &
+    client=$!
+    pids+=("$client")
+    for _ in $(seq 900); do # up to 90 s
+      [[ -f "$ready" ]] && break
+      kill -0 "$client" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [[ ! -f "$ready" ]]; then
+      echo "bench: idle-connection client for $t failed:" >&2
+      cat "$work/idle-$t.log" >&2
+      exit 1
+    fi
+    rss1="$(rss_kb "$pid")"
+    read -r opened ok failed alive <"$ready"
+    kill "$client" 2>/dev/null || true
+    wait "$client" 2>/dev/null || true
+    per_conn=0
+    if ((alive > 0)); then per_conn=$(((rss1 - rss0) * 1024 / alive)); fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rss0" "$rss1" "$alive" "$per_conn" >>"$memory"
+    printf '  %-8s idle RSS %7.1f MiB   with %5d conns %7.1f MiB   %6d bytes/conn  (opened %d, 200 OK %d, failed %d, still open %d)\n' \
+      "$t" "$(awk -v k="$rss0" 'BEGIN {print k / 1024}')" "$alive" \
+      "$(awk -v k="$rss1" 'BEGIN {print k / 1024}')" "$per_conn" "$opened" "$ok" "$failed" "$alive"
+    sleep 1 # let the server close the connections before the next target
+  done
+fi
+
+# ---- throughput and latency --------------------------------------------------------------
+to_us() { # wrk duration ("161.00us", "1.23ms", "2.00s", "1.5m") -> microseconds
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    m = (u == "us") ? 1 : (u == "ms") ? 1e3 : (u == "s") ? 1e6 : (u == "m") ? 6e7 : (u == "h") ? 3.6e9 : -1
+    if (m < 0) { print "nan" } else { printf "%.1f", n * m } }'
+}
+
+# measure SCENARIO ROUND TARGET CONNS PATH SECONDS [warmup]
+measure() {
+  local scenario="$1" round="$2" t="$3" conns="$4" path="$5" secs="$6" mode="${7:-}"
+  local pid log th c0 c1 rps p50 p99 reqs errs non2xx sockerr cpu
+  pid="${pid_of[${proc_of[$t]}]}"
+  log="$work/wrk-$scenario-$round-$t.txt"
+  th=$((threads < conns ? threads : conns))
+  c0="$(cpu_ticks "$pid")"
+  if ! timeout $((secs + 30)) "${client_cpu[@]}" wrk -t"$th" -c"$conns" -d"${secs}s" --timeout 5s \
+    --latency "http://127.0.0.1:${port_of[$t]}$path" >"$log" 2>&1; then
+    echo "bench: wrk failed against $t:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  c1="$(cpu_ticks "$pid")"
+  [[ "$mode" == warmup ]] && return 0
+  rps="$(awk '/^Requests\/sec:/ {print $2}' "$log")"
+  reqs="$(awk '/ requests in / {print $1}' "$log")"
+  p50="$(to_us "$(awk '$1 == "50%" {print $2}' "$log")")"
+  p99="$(to_us "$(awk '$1 == "99%" {print $2}' "$log")")"
+  non2xx="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$log")"
+  sockerr="$(awk -F'[ ,]+' '/Socket errors:/ {print $4 + $6 + $8 + $10}' "$log")"
+  errs=$((${non2xx:-0} + ${sockerr:-0}))
+  if [[ -z "$rps" || -z "$reqs" ]] || ((reqs == 0)); then
+    echo "bench: could not parse wrk output for $t:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  cpu="$(awk -v d=$((c1 - c0)) -v hz="$clk_tck" -v n="$reqs" 'BEGIN {printf "%.2f", d * 1e6 / hz / n}')"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$t" "$rps" "$p50" "$p99" \
+    "$cpu" "$reqs" "$errs" >>"$results"
+  printf '  [%-8s] round %d  %-8s %10.0f req/s   p50 %8.1f us   p99 %8.1f us   cpu %6.2f us/req%s\n' \
+    "$scenario" "$round" "$t" "$rps" "$p50" "$p99" "$cpu" "$( ((errs)) && echo "   ERRORS $errs" || true)"
+}
+
+for spec in "${scenarios[@]}"; do
+  IFS=: read -r scenario conns path <<<"$spec"
+  echo
+  echo "scenario $scenario: wrk -c$conns GET $path"
+  if ((warmup > 0)); then
+    for t in "${targets[@]}"; do measure "$scenario" 0 "$t" "$conns" "$path" "$warmup" warmup; done
+  fi
+  for ((r = 1; r <= rounds; r++)); do
+    for t in "${targets[@]}"; do measure "$scenario" "$r" "$t" "$conns" "$path" "$duration"; done
+  done
+done
+
+# ---- summary -----------------------------------------------------------------------------
+python3 - "$results" "$memory" "$pin_note" <<'PY' | tee "$work/summary.txt"
+import csv, statistics, sys
+
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+mem = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
+order = ["direct", "haproxy", "nginx", "levee"]
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+
+def by(scen, target, key):
+    return {int(r["round"]): float(r[key]) for r in rows if r["scenario"] == scen and r["target"] == target}
+
+print("\n==== summary (medians over rounds; cpu = the proxy's own CPU time, origin's for direct) ====")
+print(f"pinning: {sys.argv[3]}")
+scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+for scen in scenarios:
+    targets = [t for t in order if any(r["scenario"] == scen and r["target"] == t for r in rows)]
+    direct_p50 = by(scen, "direct", "p50_us")
+    print(f"\n{scen}")
+    print(f"  {'target':<8} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'+p50 vs direct':>15} {'cpu us/req':>11} {'errors':>7}")
+    for t in targets:
+        rps, p50, p99, cpu = (by(scen, t, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req"))
+        errs = sum(int(r["errors"]) for r in rows if r["scenario"] == scen and r["target"] == t)
+        added = med([p50[k] - direct_p50[k] for k in p50 if k in direct_p50]) if t != "direct" else 0.0
+        print(f"  {t:<8} {med(list(rps.values())):>10.0f} {med(list(p50.values())):>9.1f} "
+              f"{med(list(p99.values())):>9.1f} {added:>15.1f} {med(list(cpu.values())):>11.2f} {errs:>7d}")
+    rounds = sorted(by(scen, "direct", "rps"))
+    pairs = [("levee", "haproxy"), ("levee", "nginx"), ("levee", "direct")] if "levee" in targets \
+        else [("haproxy", "direct"), ("nginx", "direct")]
+    for a, b in pairs:
+        ra, rb = by(scen, a, "rps"), by(scen, b, "rps")
+        per = [ra[k] / rb[k] for k in rounds if k in ra and k in rb and rb[k] > 0]
+        print(f"  req/s {a}/{b}: " + " ".join(f"r{k}={x:.3f}" for k, x in zip(rounds, per))
+              + f"  median={med(per):.3f}")
+    if scen.startswith("c1"):
+        for t in targets:
+            if t == "direct":
+                continue
+            p = by(scen, t, "p50_us")
+            per = [p[k] - direct_p50[k] for k in rounds if k in p and k in direct_p50]
+            print(f"  added p50 latency {t}: " + " ".join(f"r{k}={x:+.1f}us" for k, x in zip(rounds, per))
+                  + f"  median={med(per):+.1f}us")
+    if "levee" not in targets:
+        print("  (levee skipped)")
+
+if mem:
+    print(f"\nmemory ({mem[0]['conns_alive']} idle keep-alive connections; RSS summed over the process and its children)")
+    print(f"  {'target':<8} {'idle RSS MiB':>12} {'loaded RSS MiB':>15} {'bytes/conn':>11}")
+    for m in mem:
+        print(f"  {m['target']:<8} {int(m['idle_rss_kb'])/1024:>12.1f} {int(m['loaded_rss_kb'])/1024:>15.1f} "
+              f"{int(m['bytes_per_conn']):>11d}")
+PY
+if awk -F'\t' 'NR > 1 && $9 > 0 {found = 1} END {exit !found}' "$results"; then
+  echo "bench: some measurements had errors (non-2xx responses or socket errors); see above" >&2
+  exit 1
+fi

@@ -1,0 +1,166 @@
+#pragma once
+// Internal to config/: the error collector and typed readers shared by the loader's sections
+// (loader.cc, loader_listeners.cc, loader_upstreams.cc). Not part of the public API.
+
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config/loader.h"
+#include "config/policy.h"
+#include "config/yaml_reader.h"
+
+namespace levee::config::detail {
+
+// One place for the DESIGN section 5 features this build parses but does not implement yet.
+// Each is rejected with `"<key>" is not supported yet by this build`, never silently ignored.
+// Delete an entry (and teach the loader the key) when the feature lands.
+// `value` empty: the key itself is unsupported; otherwise only that value of the key is.
+struct NotSupportedYet {
+  std::string_view section;  // "policy", "listener", "route", "upstream", "metrics", "probes"
+  std::string_view key;
+  std::string_view value;
+};
+std::span<const NotSupportedYet> notSupportedYet();
+
+// "did you mean" candidate: the closest of `candidates` within edit distance 2, or empty.
+std::string closestMatch(std::string_view word, std::span<const std::string_view> candidates);
+
+std::string childPath(std::string_view parent, std::string_view key);  // "a.b" (or "b")
+std::string indexPath(std::string_view parent, size_t index);          // "a[3]"
+std::string quoteText(std::string_view s);                             // "\"s\""
+
+// Where a name must resolve to an upstream of a given protocol (checked after all sections).
+struct UpstreamReference {
+  std::string name;
+  UpstreamProtocol required;
+  std::string used_by;  // "route", "tcp listener": for the message
+  int line{0};
+  int column{0};
+  std::string path;
+};
+
+// An address something binds (admin, probes, listeners): checked for conflicts after all sections.
+struct BoundAddress {
+  SocketAddress address;
+  std::string owner;  // "admin", "probes", "listener \"inbound\"": for the message
+  int line{0};
+  int column{0};
+  std::string path;
+};
+
+class LoadContext {
+public:
+  explicit LoadContext(std::string file) : file_(std::move(file)) {}
+
+  const std::string& file() const { return file_; }
+  void error(int line, int column, std::string path, std::string message);
+  void error(const Node& at, std::string path, std::string message) {
+    error(at.line, at.column, std::move(path), std::move(message));
+  }
+  // Cross-validation errors: reported after every schema error.
+  void crossError(int line, int column, std::string path, std::string message);
+
+  void addReference(UpstreamReference ref) { references_.push_back(std::move(ref)); }
+  const std::vector<UpstreamReference>& references() const { return references_; }
+  void addBoundAddress(BoundAddress bound) { bound_addresses_.push_back(std::move(bound)); }
+  const std::vector<BoundAddress>& boundAddresses() const { return bound_addresses_; }
+
+  // Schema errors, then cross-validation errors, each group in document order.
+  Errors takeErrors();
+
+private:
+  std::string file_;
+  Errors schema_errors_;
+  Errors cross_errors_;
+  std::vector<UpstreamReference> references_;
+  std::vector<BoundAddress> bound_addresses_;
+};
+
+// The value of `key` in a mapping node (first occurrence), or nullptr.
+const Node* findValue(const Node& map, std::string_view key);
+
+// Value readers. Each returns false and records an error (at the node, with `path`) when the
+// node does not hold a valid value of the type; `out` is left unchanged then.
+bool readString(LoadContext& ctx, const Node& node, const std::string& path, std::string& out);
+bool readBool(LoadContext& ctx, const Node& node, const std::string& path, bool& out);
+bool readUint(LoadContext& ctx, const Node& node, const std::string& path, uint64_t min,
+              uint64_t max, uint64_t& out);
+bool readNumber(LoadContext& ctx, const Node& node, const std::string& path, double& out);
+bool readDuration(LoadContext& ctx, const Node& node, const std::string& path, Duration& out);
+bool readByteSize(LoadContext& ctx, const Node& node, const std::string& path, uint64_t max,
+                  uint64_t& out);
+bool readAddress(LoadContext& ctx, const Node& node, const std::string& path, bool allow_dns_name,
+                 SocketAddress& out);
+// Checks the node is a sequence; records "expected a sequence" otherwise.
+bool expectSequence(LoadContext& ctx, const Node& node, const std::string& path);
+
+// A mapping with a fixed set of keys. The constructor reports a non-mapping node, unknown keys
+// (with a did-you-mean hint), keys in the not-supported-yet table for `section`, and duplicates.
+class MapReader {
+public:
+  MapReader(LoadContext& ctx, const Node& node, std::string path, std::string_view section,
+            std::initializer_list<std::string_view> allowed);
+
+  bool ok() const { return ok_; }  // the node is a mapping
+  const Node& node() const { return node_; }
+  const std::string& path() const { return path_; }
+  std::string path(std::string_view key) const { return childPath(path_, key); }
+
+  // The value of `key`, or nullptr. The first occurrence wins when a key is repeated.
+  const Node* find(std::string_view key) const;
+  // Like find(), and records `missing required key "key"` when absent.
+  const Node* require(std::string_view key) const;
+
+  // Typed shortcuts: absent keys leave `out` unchanged and return false without an error.
+  bool string(std::string_view key, std::string& out) const;
+  bool boolean(std::string_view key, bool& out) const;
+  bool duration(std::string_view key, Duration& out) const;
+  bool uint32(std::string_view key, uint32_t min, uint32_t max, uint32_t& out) const;
+  bool byteSize(std::string_view key, uint64_t max, uint64_t& out) const;
+  bool address(std::string_view key, bool allow_dns_name, SocketAddress& out) const;
+
+  // One of `choices` (value -> enum). A value listed in the not-supported-yet table for this
+  // section and key gets that error instead of "expected one of".
+  template <typename E>
+  bool choice(std::string_view key, std::initializer_list<std::pair<std::string_view, E>> choices,
+              E& out) const {
+    const Node* value = find(key);
+    if (value == nullptr) {
+      return false;
+    }
+    std::vector<std::string_view> names;
+    for (const auto& [name, e] : choices) {
+      names.push_back(name);
+    }
+    const int index = choiceIndex(key, *value, names);
+    if (index < 0) {
+      return false;
+    }
+    out = std::data(choices)[index].second;
+    return true;
+  }
+
+private:
+  int choiceIndex(std::string_view key, const Node& value,
+                  const std::vector<std::string_view>& names) const;
+
+  LoadContext& ctx_;
+  const Node& node_;
+  std::string path_;
+  std::string_view section_;
+  bool ok_{false};
+};
+
+// Sections (loader_listeners.cc, loader_upstreams.cc).
+void parseListeners(LoadContext& ctx, const Node& node, const std::string& path,
+                    std::vector<Listener>& out);
+void parseUpstreams(LoadContext& ctx, const Node& node, const std::string& path,
+                    std::map<std::string, Upstream>& out);
+
+}  // namespace levee::config::detail

@@ -1,0 +1,125 @@
+// The `upstreams:` section: name -> endpoints, protocol, timeouts, load balancer, limits.
+
+#include <limits>
+
+#include "config/loader_context.h"
+
+namespace levee::config::detail {
+namespace {
+
+constexpr uint32_t kMaxUint32 = std::numeric_limits<uint32_t>::max();
+
+void parseEndpoint(LoadContext& ctx, const Node& node, const std::string& path, Endpoint& endpoint,
+                   bool& has_address) {
+  MapReader m(ctx, node, path, "endpoint", {"address", "priority", "weight"});
+  if (!m.ok()) {
+    return;
+  }
+  if (const Node* address = m.require("address")) {
+    has_address =
+        readAddress(ctx, *address, m.path("address"), /*allow_dns_name=*/true, endpoint.address);
+  }
+  m.uint32("priority", 0, kMaxUint32, endpoint.priority);
+  m.uint32("weight", 1, 1000, endpoint.weight);
+}
+
+void parseEndpoints(LoadContext& ctx, const Node& node, const std::string& path,
+                    std::vector<Endpoint>& out) {
+  if (!expectSequence(ctx, node, path)) {
+    return;
+  }
+  if (node.items.empty()) {
+    ctx.error(node, path, "an upstream needs at least one endpoint");
+    return;
+  }
+  for (size_t i = 0; i < node.items.size(); ++i) {
+    Endpoint endpoint;
+    bool has_address = false;
+    const std::string endpoint_path = indexPath(path, i);
+    parseEndpoint(ctx, node.items[i], endpoint_path, endpoint, has_address);
+    if (has_address) {
+      const std::string text = endpoint.address.toString();
+      for (size_t j = 0; j < out.size(); ++j) {
+        if (out[j].address.toString() == text) {
+          const Node* address = findValue(node.items[i], "address");
+          ctx.error(address != nullptr ? *address : node.items[i],
+                    childPath(endpoint_path, "address"),
+                    "duplicate endpoint " + quoteText(text) + " (first listed at " +
+                        indexPath(path, j) + ")");
+          break;
+        }
+      }
+    }
+    out.push_back(std::move(endpoint));
+  }
+}
+
+void parseUpstreamLimits(LoadContext& ctx, const Node& node, const std::string& path,
+                         UpstreamLimits& limits) {
+  MapReader m(ctx, node, path, "upstream_limits",
+              {"max_connections", "max_pending", "max_requests"});
+  if (!m.ok()) {
+    return;
+  }
+  m.uint32("max_connections", 1, kMaxUint32, limits.max_connections);
+  m.uint32("max_pending", 1, kMaxUint32, limits.max_pending);
+  m.uint32("max_requests", 1, kMaxUint32, limits.max_requests);
+}
+
+void parseUpstream(LoadContext& ctx, const Node& node, const std::string& path,
+                   Upstream& upstream) {
+  MapReader m(ctx, node, path, "upstream",
+              {"endpoints", "protocol", "connect_timeout", "idle_timeout", "load_balancer",
+               "limits", "dns_refresh"});
+  if (!m.ok()) {
+    return;
+  }
+  if (m.find("endpoints_from") != nullptr && m.find("endpoints") == nullptr) {
+    // Already reported as not supported yet; a second "missing endpoints" would be noise.
+  } else if (const Node* endpoints = m.require("endpoints")) {
+    parseEndpoints(ctx, *endpoints, m.path("endpoints"), upstream.endpoints);
+  }
+  m.choice("protocol", {{"http1", UpstreamProtocol::Http1}, {"tcp", UpstreamProtocol::Tcp}},
+           upstream.protocol);
+  m.duration("connect_timeout", upstream.connect_timeout);
+  m.duration("idle_timeout", upstream.idle_timeout);
+  m.choice("load_balancer",
+           {{"round_robin", LoadBalancerKind::RoundRobin},
+            {"least_request", LoadBalancerKind::LeastRequest}},
+           upstream.load_balancer);
+  if (const Node* limits = m.find("limits")) {
+    parseUpstreamLimits(ctx, *limits, m.path("limits"), upstream.limits);
+  }
+  m.duration("dns_refresh", upstream.dns_refresh);
+}
+
+}  // namespace
+
+void parseUpstreams(LoadContext& ctx, const Node& node, const std::string& path,
+                    std::map<std::string, Upstream>& out) {
+  if (!node.isMap()) {
+    ctx.error(node, path,
+              "expected a mapping of upstream name to upstream, got " + describeNode(node));
+    return;
+  }
+  for (const MapEntry& entry : node.entries) {
+    const std::string upstream_path = childPath(path, entry.key);
+    if (entry.key.empty()) {
+      ctx.error(entry.key_line, entry.key_column, upstream_path,
+                "upstream names must not be empty");
+      continue;
+    }
+    if (out.contains(entry.key)) {
+      ctx.error(entry.key_line, entry.key_column, upstream_path,
+                "duplicate upstream " + quoteText(entry.key));
+      continue;
+    }
+    Upstream upstream;
+    upstream.name = entry.key;
+    parseUpstream(ctx, entry.value, upstream_path, upstream);
+    // Kept even when it has errors, so references to it do not also report "unknown upstream".
+    out.emplace(entry.key, std::move(upstream));
+  }
+}
+
+}  // namespace levee::config::detail

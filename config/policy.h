@@ -1,0 +1,136 @@
+#pragma once
+// The typed policy (DESIGN section 5). Plain data, produced by config::loadPolicy*, validated,
+// then frozen into an immutable snapshot. Durations are milliseconds; zero means "off/none"
+// unless a field says otherwise.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace levee::config {
+
+using Duration = std::chrono::milliseconds;
+
+// host:port. host may be an IPv4/IPv6 literal or a DNS name (upstream endpoints only).
+struct SocketAddress {
+  std::string host;
+  uint16_t port{0};
+  bool is_ip{false};  // host is a numeric literal (no DNS needed)
+  std::string toString() const;
+};
+
+struct AdminConfig {
+  SocketAddress address{"127.0.0.1", 15000, true};
+  std::string token_file;  // empty: every mutation is refused
+};
+
+struct ProbesConfig {
+  SocketAddress address{"0.0.0.0", 15021, true};
+};
+
+enum class ListenerProtocol { Http, Tcp };
+
+struct HeaderMatch {
+  std::string name;   // lower-cased
+  std::string value;  // exact value
+};
+
+struct RouteMatch {
+  enum class PathKind { Any, Exact, Prefix, Regex };
+  PathKind path_kind{PathKind::Any};
+  std::string path;                  // for Exact/Prefix/Regex (regex: ECMAScript, whole path)
+  std::vector<std::string> methods;  // upper-case; empty: any
+  std::vector<HeaderMatch> headers;  // all must match
+  std::string host;                  // lower-case, without port; empty: any; "*.x.com" wildcard
+};
+
+enum class RouteTier { Core, NonCore };
+
+struct Route {
+  std::string name;
+  RouteMatch match;
+  std::string upstream;
+  RouteTier tier{RouteTier::Core};
+  Duration timeout{0};  // whole request; 0 = none
+};
+
+// Per-listener HTTP limits (not in DESIGN's example; documented in docs/policy.md).
+struct HttpLimits {
+  uint32_t max_header_bytes{60 * 1024};  // request line + headers -> 431 above
+  uint32_t max_headers{100};             // header count -> 431 above
+  Duration header_timeout{10000};        // time to receive a complete request head -> 408
+  uint64_t max_body_bytes{0};            // 0: unlimited; above -> 413
+  Duration idle_timeout{300000};         // keep-alive idle downstream connection -> closed
+};
+
+struct Listener {
+  std::string name;
+  SocketAddress address;
+  ListenerProtocol protocol{ListenerProtocol::Http};
+  HttpLimits limits;
+  std::vector<Route> routes;  // http
+  std::string upstream;       // tcp
+  bool trust_forwarded{false};  // keep inbound X-Forwarded-* (else appended to)
+};
+
+enum class UpstreamProtocol { Http1, Http2, Tcp };
+enum class LoadBalancerKind { RoundRobin, LeastRequest };
+
+struct Endpoint {
+  SocketAddress address;
+  uint32_t priority{0};
+  uint32_t weight{1};
+};
+
+struct UpstreamLimits {
+  uint32_t max_connections{1024};  // per upstream, per worker
+  uint32_t max_pending{1024};      // requests waiting for a connection
+  uint32_t max_requests{1024};     // concurrent requests
+};
+
+struct Upstream {
+  std::string name;
+  std::vector<Endpoint> endpoints;
+  UpstreamProtocol protocol{UpstreamProtocol::Http1};
+  Duration connect_timeout{1000};
+  Duration idle_timeout{60000};
+  LoadBalancerKind load_balancer{LoadBalancerKind::RoundRobin};
+  UpstreamLimits limits;
+  Duration dns_refresh{30000};  // re-resolution period for DNS-named endpoints
+};
+
+struct MetricsConfig {
+  std::vector<double> latency_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+};
+
+struct AccessLogConfig {
+  std::string path{"stdout"};  // stdout | stderr | off | a file path
+  std::string format{"json"};  // json
+};
+
+struct DrainConfig {
+  Duration delay{0};       // SIGTERM: keep accepting this long (endpoints update)
+  Duration grace{25000};   // exit at the latest after this
+};
+
+struct Policy {
+  int version{1};
+  std::string service;
+  std::string source_file;  // where it was loaded from
+  uint64_t content_hash{0};  // FNV-1a 64 of the file's bytes (levee_config_hash, /admin/config)
+  AdminConfig admin;
+  ProbesConfig probes;
+  std::vector<Listener> listeners;
+  std::map<std::string, Upstream> upstreams;
+  MetricsConfig metrics;
+  AccessLogConfig access_log;
+  DrainConfig drain;
+};
+
+using PolicyConstSharedPtr = std::shared_ptr<const Policy>;
+
+}  // namespace levee::config

@@ -1,0 +1,34 @@
+#pragma once
+// Routing of the probe and admin APIs (DESIGN section 7). Pure request -> response logic over
+// an AdminContext the server implements, so it is testable without sockets.
+
+#include <string>
+
+#include "proxy/admin/admin_server.h"
+
+namespace levee::admin {
+
+class AdminContext {
+public:
+  virtual ~AdminContext() = default;
+  virtual bool ready(std::string& components_json) = 0;  // fills {"config":"healthy",...}
+  virtual bool started() = 0;
+  virtual std::string metricsText() = 0;
+  virtual std::string configJson() = 0;
+  virtual std::string clustersJson() = 0;
+  // Reloads the policy file; returns true on success and fills a JSON body either way.
+  virtual bool reload(std::string& body_json) = 0;
+  virtual void startDrain() = 0;
+  // The admin token (empty: mutations refused).
+  virtual std::string adminToken() = 0;
+  // Audit trail of every mutation (who, what, outcome).
+  virtual void audit(const AdminRequest& req, int status) = 0;
+};
+
+AdminResponse handleProbe(AdminContext& ctx, const AdminRequest& req);
+AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req);
+
+// Compares in constant time (independent of where the first difference is).
+bool constantTimeEquals(std::string_view a, std::string_view b);
+
+}  // namespace levee::admin

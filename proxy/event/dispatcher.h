@@ -1,0 +1,108 @@
+#pragma once
+// One event loop (libuv) per thread. The Dispatcher owns the uv_loop_t and offers the few
+// primitives the layers above need: timers, cross-thread post(), deferred deletion, signals.
+// This header does not include <uv.h>: only proxy/event/*.cc do (DESIGN section 3).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+struct uv_loop_s;
+struct uv_timer_s;
+struct uv_async_s;
+struct uv_idle_s;
+struct uv_signal_s;
+
+namespace levee::event {
+
+class Dispatcher;
+
+// Objects retired with Dispatcher::deferredDelete() are destroyed at the start of the next
+// loop iteration, never on the stack of the callback that retired them (Envoy's model).
+class DeferredDeletable {
+public:
+  virtual ~DeferredDeletable() = default;
+};
+using DeferredDeletablePtr = std::unique_ptr<DeferredDeletable>;
+
+// A one-shot or repeating timer. Owned by its user; destroying it disarms and closes it.
+// The callback may capture `this` of the owner (the timer dies with the owner).
+class Timer {
+public:
+  Timer(Dispatcher& dispatcher, std::function<void()> cb);
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  void enable(std::chrono::milliseconds timeout);
+  void enableRepeating(std::chrono::milliseconds period);
+  void disable();
+  bool enabled() const;
+
+private:
+  static void onUvTimer(uv_timer_s* t) noexcept;
+  uv_timer_s* handle_;
+  std::function<void()> cb_;
+};
+using TimerPtr = std::unique_ptr<Timer>;
+
+// Runs `cb` on the dispatcher thread when one of `signals` arrives (main loop only).
+class SignalWatcher {
+public:
+  SignalWatcher(Dispatcher& dispatcher, int signum, std::function<void()> cb);
+  ~SignalWatcher();
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+private:
+  static void onUvSignal(uv_signal_s* s, int signum) noexcept;
+  uv_signal_s* handle_;
+  std::function<void()> cb_;
+};
+using SignalWatcherPtr = std::unique_ptr<SignalWatcher>;
+
+class Dispatcher {
+public:
+  Dispatcher();
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  uv_loop_s* loop() { return loop_; }
+  // Runs until exit() is called (or nothing is left to do).
+  void run();
+  // Thread-safe: asks the loop to return from run() soon.
+  void exit();
+  // Thread-safe: runs `cb` on this dispatcher's thread.
+  void post(std::function<void()> cb);
+  // Destroys `obj` at the start of the next loop iteration.
+  void deferredDelete(DeferredDeletablePtr obj);
+  TimerPtr createTimer(std::function<void()> cb) { return std::make_unique<Timer>(*this, std::move(cb)); }
+  bool isThreadSafe() const { return std::this_thread::get_id() == thread_id_; }
+  // Sets the thread that runs this loop (defaults to the constructing thread).
+  void bindToCurrentThread() { thread_id_ = std::this_thread::get_id(); }
+  // Loop time in ms (cached per iteration; cheap).
+  uint64_t nowMs() const;
+  // Closes every handle still open and runs the loop until they are freed; asserts the loop closed.
+  void shutdown();
+
+private:
+  static void onUvAsync(uv_async_s* a) noexcept;
+  static void onUvIdle(uv_idle_s* i) noexcept;
+  void runPosted();
+  void clearDeferred();
+
+  uv_loop_s* loop_;
+  uv_async_s* async_;
+  uv_idle_s* idle_;
+  std::thread::id thread_id_;
+  std::mutex post_mutex_;
+  std::vector<std::function<void()>> posted_;
+  std::vector<DeferredDeletablePtr> to_delete_;
+  bool exit_requested_{false};
+};
+
+}  // namespace levee::event

@@ -1,0 +1,383 @@
+#include "proxy/event/tcp_socket.h"
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <uv.h>
+
+#include <array>
+
+#include "proxy/common/assert.h"
+
+namespace levee::event {
+
+// The libuv side of a socket: freed only in close_cb, after libuv completed (or cancelled)
+// every request embedded here, so the in-flight write buffer lives exactly as long as needed.
+struct TcpHandle {
+  uv_tcp_t tcp;
+  uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
+  uv_connect_t connect_req;
+  std::string inflight;
+  TcpSocket* owner{nullptr};
+};
+
+namespace {
+
+thread_local std::array<char, 64 * 1024> t_read_buffer;
+
+void onAlloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  buf->base = t_read_buffer.data();
+  buf->len = t_read_buffer.size();
+}
+
+TcpHandle* handleOf(uv_handle_t* h) { return static_cast<TcpHandle*>(h->data); }
+
+void closeHandle(TcpHandle* th) {
+  th->owner = nullptr;
+  auto* h = reinterpret_cast<uv_handle_t*>(&th->tcp);
+  if (!uv_is_closing(h)) {
+    uv_close(h, [](uv_handle_t* closed) { delete handleOf(closed); });
+  }
+}
+
+}  // namespace
+
+struct TcpHandleOps {
+  static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
+    TcpSocket* self = handleOf(reinterpret_cast<uv_handle_t*>(stream))->owner;
+    if (self == nullptr || self->callbacks_ == nullptr) {
+      return;
+    }
+    if (nread > 0) {
+      self->callbacks_->onData(buf->base, static_cast<size_t>(nread));
+    } else if (nread == UV_EOF) {
+      self->readStop();
+      self->callbacks_->onEof();
+    } else if (nread < 0) {
+      self->readStop();
+      self->callbacks_->onError(static_cast<int>(nread));
+    }
+  }
+  static void onWrite(uv_write_t* req, int status) noexcept {
+    auto* th = static_cast<TcpHandle*>(req->data);
+    th->inflight.clear();
+    if (th->owner != nullptr) {
+      th->owner->onWriteDone(status);
+    }
+  }
+  static void onShutdown(uv_shutdown_t* req, int) noexcept {
+    auto* th = static_cast<TcpHandle*>(req->data);
+    if (th->owner != nullptr) {
+      th->owner->onShutdownDone();
+    }
+  }
+  static void onConnect(uv_connect_t* req, int status) noexcept {
+    auto* th = static_cast<TcpHandle*>(req->data);
+    TcpSocket* self = th->owner;
+    if (self == nullptr || self->callbacks_ == nullptr) {
+      return;
+    }
+    if (status == 0) {
+      self->callbacks_->onConnected();
+    } else {
+      self->callbacks_->onError(status);
+    }
+  }
+};
+
+// === impl TcpSocket ===
+
+TcpSocket::TcpSocket(Dispatcher& dispatcher) : dispatcher_(dispatcher), handle_(new TcpHandle) {
+  uv_tcp_init(dispatcher.loop(), &handle_->tcp);
+  handle_->tcp.data = handle_;
+  handle_->owner = this;
+  handle_->write_req.data = handle_;
+  handle_->shutdown_req.data = handle_;
+  handle_->connect_req.data = handle_;
+}
+
+TcpSocket::TcpSocket(Dispatcher& dispatcher, TcpHandle* accepted)
+    : dispatcher_(dispatcher), handle_(accepted) {
+  handle_->owner = this;
+}
+
+TcpSocket::~TcpSocket() {
+  close();
+  alive_.reset();
+}
+
+int TcpSocket::connect(const sockaddr* addr) {
+  if (handle_ == nullptr) {
+    return UV_EBADF;
+  }
+  int rc = uv_tcp_connect(&handle_->connect_req, &handle_->tcp, addr, &TcpHandleOps::onConnect);
+  if (rc == 0) {
+    setNoDelay();
+  }
+  return rc;
+}
+
+void TcpSocket::setNoDelay() {
+  if (handle_ != nullptr) {
+    uv_tcp_nodelay(&handle_->tcp, 1);
+  }
+}
+
+void TcpSocket::readStart() {
+  if (handle_ == nullptr || reading_) {
+    return;
+  }
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&handle_->tcp), onAlloc,
+                    &TcpHandleOps::onRead) == 0) {
+    reading_ = true;
+  }
+}
+
+void TcpSocket::readStop() {
+  if (handle_ == nullptr || !reading_) {
+    return;
+  }
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&handle_->tcp));
+  reading_ = false;
+}
+
+size_t TcpSocket::writeQueueBytes() const {
+  if (handle_ == nullptr) {
+    return 0;
+  }
+  return handle_->inflight.size() + queued_.size();
+}
+
+void TcpSocket::writev(const Slice* slices, size_t n) {
+  if (handle_ == nullptr || shutdown_requested_ || error_reported_) {
+    return;
+  }
+  size_t first_unsent = 0;
+  size_t offset = 0;
+  if (!writing_) {
+    // Nothing queued: write straight to the socket, queue only what it did not take.
+    std::array<uv_buf_t, 8> bufs;
+    size_t nb = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < n && nb < bufs.size(); ++i) {
+      if (slices[i].len == 0) {
+        continue;
+      }
+      bufs[nb++] = uv_buf_init(const_cast<char*>(slices[i].data), static_cast<unsigned>(slices[i].len));
+      total += slices[i].len;
+    }
+    if (nb == 0) {
+      return;
+    }
+    int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&handle_->tcp), bufs.data(),
+                          static_cast<unsigned>(nb));
+    size_t written = rc > 0 ? static_cast<size_t>(rc) : 0;
+    if (rc < 0 && rc != UV_EAGAIN) {
+      reportErrorLater(rc);
+      return;
+    }
+    if (written == total && nb == n) {
+      return;
+    }
+    // Find where to resume (slices beyond the 8 handled above are queued whole).
+    size_t consumed = written;
+    for (first_unsent = 0; first_unsent < n; ++first_unsent) {
+      if (consumed < slices[first_unsent].len) {
+        offset = consumed;
+        break;
+      }
+      consumed -= slices[first_unsent].len;
+    }
+  }
+  for (size_t i = first_unsent; i < n; ++i) {
+    size_t skip = i == first_unsent ? offset : 0;
+    queued_.append(slices[i].data + skip, slices[i].len - skip);
+  }
+  if (!writing_ && !queued_.empty()) {
+    startWrite();
+  }
+  if (aboveHighWatermark()) {
+    was_above_high_ = true;
+  }
+}
+
+void TcpSocket::startWrite() {
+  handle_->inflight.swap(queued_);
+  queued_.clear();
+  uv_buf_t buf = uv_buf_init(handle_->inflight.data(), static_cast<unsigned>(handle_->inflight.size()));
+  int rc = uv_write(&handle_->write_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp), &buf, 1,
+                    &TcpHandleOps::onWrite);
+  if (rc != 0) {
+    handle_->inflight.clear();
+    reportErrorLater(rc);
+    return;
+  }
+  writing_ = true;
+}
+
+void TcpSocket::onWriteDone(int status) {
+  writing_ = false;
+  if (status != 0) {
+    queued_.clear();
+    if (callbacks_ != nullptr) {
+      callbacks_->onError(status);
+    }
+    return;
+  }
+  if (!queued_.empty()) {
+    startWrite();
+  }
+  if (was_above_high_ && writeQueueBytes() <= kLowWatermark) {
+    was_above_high_ = false;
+    if (callbacks_ != nullptr) {
+      callbacks_->onWriteDrained();
+      if (handle_ == nullptr) {
+        return;
+      }
+    }
+  }
+  if (!writing_) {
+    if (close_after_flush_) {
+      close();
+    } else if (shutdown_requested_ && !shutdown_sent_) {
+      shutdown_sent_ = true;
+      uv_shutdown(&handle_->shutdown_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp),
+                  &TcpHandleOps::onShutdown);
+    }
+  }
+}
+
+void TcpSocket::reportErrorLater(int err) {
+  if (error_reported_) {
+    return;
+  }
+  error_reported_ = true;
+  queued_.clear();
+  if (!alive_) {
+    alive_ = std::make_shared<char>(0);
+  }
+  std::weak_ptr<char> alive = alive_;
+  dispatcher_.post([this, alive, err] {
+    if (alive.expired() || callbacks_ == nullptr) {
+      return;
+    }
+    callbacks_->onError(err);
+  });
+}
+
+void TcpSocket::shutdownWrite() {
+  if (handle_ == nullptr || shutdown_requested_) {
+    return;
+  }
+  shutdown_requested_ = true;
+  if (!writing_) {
+    shutdown_sent_ = true;
+    uv_shutdown(&handle_->shutdown_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp),
+                &TcpHandleOps::onShutdown);
+  }
+}
+
+void TcpSocket::onShutdownDone() {}
+
+void TcpSocket::closeAfterFlush() {
+  if (handle_ == nullptr) {
+    return;
+  }
+  readStop();
+  if (!writing_) {
+    close();
+    return;
+  }
+  close_after_flush_ = true;
+  callbacks_ = nullptr;
+}
+
+void TcpSocket::close(bool reset) {
+  if (handle_ == nullptr) {
+    return;
+  }
+  callbacks_ = nullptr;
+  if (reset) {
+    uv_tcp_close_reset(&handle_->tcp, [](uv_handle_t* closed) { delete handleOf(closed); });
+    handle_->owner = nullptr;
+  } else {
+    closeHandle(handle_);
+  }
+  handle_ = nullptr;
+  queued_.clear();
+}
+
+std::string TcpSocket::peerIp() const {
+  if (handle_ == nullptr) {
+    return {};
+  }
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&handle_->tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return {};
+  }
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), buf, sizeof(buf));
+  } else if (ss.ss_family == AF_INET6) {
+    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&ss), buf, sizeof(buf));
+  }
+  return buf;
+}
+
+// === impl TcpListener ===
+
+TcpListener::TcpListener(Dispatcher& dispatcher, AcceptCb cb)
+    : dispatcher_(dispatcher), cb_(std::move(cb)) {}
+
+std::unique_ptr<TcpListener> TcpListener::create(Dispatcher& dispatcher, int fd, AcceptCb cb,
+                                                 std::string* error) {
+  std::unique_ptr<TcpListener> l(new TcpListener(dispatcher, std::move(cb)));
+  auto* tcp = new uv_tcp_t;
+  uv_tcp_init(dispatcher.loop(), tcp);
+  tcp->data = l.get();
+  l->handle_ = tcp;
+  int rc = uv_tcp_open(tcp, fd);
+  if (rc == 0) {
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp), 4096, [](uv_stream_t* s, int status) {
+      onConnection(s, status);
+    });
+  }
+  if (rc != 0) {
+    if (error != nullptr) {
+      *error = std::string("listen: ") + uv_strerror(rc);
+    }
+    return nullptr;
+  }
+  return l;
+}
+
+TcpListener::~TcpListener() {
+  auto* tcp = static_cast<uv_tcp_t*>(handle_);
+  if (tcp != nullptr) {
+    tcp->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+  }
+}
+
+void TcpListener::onConnection(void* server, int status) noexcept {
+  auto* stream = static_cast<uv_stream_t*>(server);
+  auto* self = static_cast<TcpListener*>(stream->data);
+  if (self == nullptr || status != 0) {
+    return;
+  }
+  auto* th = new TcpHandle;
+  uv_tcp_init(self->dispatcher_.loop(), &th->tcp);
+  th->tcp.data = th;
+  th->write_req.data = th;
+  th->shutdown_req.data = th;
+  th->connect_req.data = th;
+  if (uv_accept(stream, reinterpret_cast<uv_stream_t*>(&th->tcp)) != 0) {
+    closeHandle(th);
+    return;
+  }
+  uv_tcp_nodelay(&th->tcp, 1);
+  self->cb_(TcpSocketPtr(new TcpSocket(self->dispatcher_, th)));
+}
+
+}  // namespace levee::event

@@ -1,0 +1,28 @@
+#pragma once
+// Per-stream facts gathered along the request path, for the access log and metrics.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace levee::http {
+
+struct StreamInfo {
+  std::chrono::steady_clock::time_point start;
+  std::chrono::system_clock::time_point start_system;
+  std::string request_id;
+  std::string_view route_name;      // points into the stream's config snapshot
+  std::string_view upstream_name;   // idem
+  std::string_view downstream_ip;  // owned by the connection
+  std::string endpoint;             // "ip:port" of the chosen upstream host
+  std::string_view reason;          // local-reply reason, if any (static strings)
+  int status{0};
+  uint32_t attempts{0};
+  uint64_t bytes_received{0};
+  uint64_t bytes_sent{0};
+  // Opaque per-route stats handle set by the router (bumped by the connection manager).
+  void* route_stats{nullptr};
+};
+
+}  // namespace levee::http

@@ -1,0 +1,20 @@
+#include "proxy/server/snapshot.h"
+
+namespace levee::server {
+
+SnapshotConstSharedPtr buildSnapshot(config::PolicyConstSharedPtr policy, uint64_t generation) {
+  auto s = std::make_shared<Snapshot>();
+  s->policy = policy;
+  s->loaded_at = std::chrono::system_clock::now();
+  s->generation = generation;
+  for (size_t i = 0; i < policy->listeners.size(); ++i) {
+    if (policy->listeners[i].protocol == config::ListenerProtocol::Http) {
+      s->route_tables.push_back(std::make_shared<const router::RouteTable>(policy, i));
+    } else {
+      s->route_tables.push_back(nullptr);
+    }
+  }
+  return s;
+}
+
+}  // namespace levee::server

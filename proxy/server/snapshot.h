@@ -1,0 +1,31 @@
+#pragma once
+// An immutable, fully validated configuration: the policy plus everything compiled from it.
+// Built on the main thread, handed to workers; a request keeps the one it started with.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/policy.h"
+#include "proxy/router/route_table.h"
+#include "proxy/upstream/host.h"
+
+namespace levee::server {
+
+struct Snapshot {
+  config::PolicyConstSharedPtr policy;
+  std::vector<router::RouteTableConstSharedPtr> route_tables;  // per listener; null for tcp
+  std::chrono::system_clock::time_point loaded_at;
+  uint64_t generation{0};
+};
+using SnapshotConstSharedPtr = std::shared_ptr<const Snapshot>;
+
+SnapshotConstSharedPtr buildSnapshot(config::PolicyConstSharedPtr policy, uint64_t generation);
+
+// Endpoints of every upstream after resolution (IP literals at once, DNS names when answered).
+using HostSets = std::map<std::string, upstream::HostSetConstSharedPtr, std::less<>>;
+using HostSetsConstSharedPtr = std::shared_ptr<const HostSets>;
+
+}  // namespace levee::server

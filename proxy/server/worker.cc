@@ -1,0 +1,473 @@
+#include "proxy/server/worker.h"
+
+#include <unistd.h>
+
+#include <list>
+
+#include "proxy/common/logger.h"
+#include "proxy/event/tcp_socket.h"
+#include "proxy/http/conn_manager.h"
+#include "proxy/router/router_filter.h"
+#include "proxy/tcp/tcp_proxy.h"
+
+namespace levee::server {
+namespace {
+
+bool sameUpstream(const config::Upstream& a, const config::Upstream& b) {
+  if (a.endpoints.size() != b.endpoints.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.endpoints.size(); ++i) {
+    const auto& x = a.endpoints[i];
+    const auto& y = b.endpoints[i];
+    if (x.address.toString() != y.address.toString() || x.weight != y.weight || x.priority != y.priority) {
+      return false;
+    }
+  }
+  return a.protocol == b.protocol && a.connect_timeout == b.connect_timeout &&
+         a.idle_timeout == b.idle_timeout && a.load_balancer == b.load_balancer &&
+         a.limits.max_connections == b.limits.max_connections &&
+         a.limits.max_pending == b.limits.max_pending && a.limits.max_requests == b.limits.max_requests;
+}
+
+constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"};
+
+uint32_t methodIndex(std::string_view m) {
+  for (uint32_t i = 0; i < std::size(kMethods); ++i) {
+    if (kMethods[i] == m) {
+      return i;
+    }
+  }
+  return std::size(kMethods);
+}
+
+std::string_view methodLabel(uint32_t idx) { return idx < std::size(kMethods) ? kMethods[idx] : "OTHER"; }
+
+// Request counters and the latency histogram of one (listener, route) on one worker.
+struct RouteStats {
+  std::string listener, route, upstream;
+  stats::Histogram* latency{nullptr};
+  std::unordered_map<uint32_t, stats::Counter*> requests;  // (method index << 16) | status
+
+  void record(stats::Store& store, std::string_view method, int status, double seconds) {
+    uint32_t mi = methodIndex(method);
+    uint32_t key = (mi << 16) | static_cast<uint32_t>(status & 0xffff);
+    auto it = requests.find(key);
+    if (it == requests.end()) {
+      stats::Counter& c = store.counter(
+          "levee_http_requests_total", "HTTP requests by listener, route, upstream, method and status.",
+          {{"listener", listener}, {"route", route}, {"upstream", upstream},
+           {"method", std::string(methodLabel(mi))}, {"code", std::to_string(status)}});
+      it = requests.emplace(key, &c).first;
+    }
+    it->second->inc();
+    latency->record(seconds);
+  }
+};
+
+}  // namespace
+
+std::string listenerKey(const config::Listener& l) {
+  return l.name + "|" + l.address.toString() + "|" + (l.protocol == config::ListenerProtocol::Http ? "http" : "tcp");
+}
+
+// One listener on one worker: accepts, and serves as the connection manager config, the
+// filter-chain factory and the router context of its HTTP connections (or runs TCP sessions).
+class WorkerListener final : public http::ConnectionManagerConfig,
+                             public http::FilterChainFactory,
+                             public router::RouterContext {
+public:
+  WorkerListener(Worker& w, std::string key) : worker_(w), key_(std::move(key)) {}
+
+  ~WorkerListener() override {
+    listener_.reset();
+    // Detach the maps first: closing calls back into onConnectionClosed.
+    auto conns = std::move(http_conns_);
+    http_conns_.clear();
+    for (auto& [ptr, cm] : conns) {
+      cm->closeNow();
+    }
+    auto sessions = std::move(tcp_sessions_);
+    tcp_sessions_.clear();
+    for (auto& [ptr, s] : sessions) {
+      s->close();
+    }
+  }
+
+  bool listen(int fd) {
+    std::string error;
+    listener_ = event::TcpListener::create(
+        worker_.dispatcher(), fd, [this](event::TcpSocketPtr s) { onAccept(std::move(s)); }, &error);
+    if (!listener_) {
+      LEVEE_LOG(Main, err, "listener {}: {}", name_, error);
+      ::close(fd);
+      return false;
+    }
+    return true;
+  }
+
+  void configure(const SnapshotConstSharedPtr& snap, size_t index) {
+    const config::Listener& l = snap->policy->listeners[index];
+    name_ = l.name;
+    is_http_ = l.protocol == config::ListenerProtocol::Http;
+    limits_.max_header_bytes = l.limits.max_header_bytes;
+    limits_.max_headers = l.limits.max_headers;
+    limits_.max_body_bytes = l.limits.max_body_bytes;
+    header_timeout_ = l.limits.header_timeout;
+    idle_timeout_ = l.limits.idle_timeout;
+    trust_forwarded_ = l.trust_forwarded;
+    table_ = snap->route_tables[index];
+    tcp_upstream_ = l.upstream;
+    route_stats_.clear();
+    stats_table_ = table_.get();
+    if (!downstream_gauge_) {
+      downstream_gauge_ = &worker_.store().gauge("levee_downstream_connections",
+                                                 "Open downstream connections per listener.",
+                                                 {{"listener", name_}});
+    }
+    if (!is_http_ && tcp_stats_.rx == nullptr) {
+      auto& st = worker_.store();
+      tcp_stats_.rx = &st.counter("levee_tcp_bytes_total", "Bytes proxied by TCP listeners.",
+                                  {{"listener", name_}, {"direction", "rx"}});
+      tcp_stats_.tx = &st.counter("levee_tcp_bytes_total", "Bytes proxied by TCP listeners.",
+                                  {{"listener", name_}, {"direction", "tx"}});
+      tcp_stats_.connect_failures = &st.counter("levee_tcp_connect_failures_total",
+                                                "TCP proxy upstream connect failures.", {{"listener", name_}});
+    }
+  }
+
+  void drain() {
+    listener_.reset();  // stop accepting
+    std::vector<http::ConnectionManager*> conns;
+    for (auto& [ptr, cm] : http_conns_) {
+      conns.push_back(ptr);
+    }
+    for (auto* cm : conns) {
+      cm->closeIfIdle();
+    }
+  }
+
+  // ConnectionManagerConfig
+  std::string_view listenerName() const override { return name_; }
+  const http::http1::CodecLimits& codecLimits() const override { return limits_; }
+  std::chrono::milliseconds headerTimeout() const override { return header_timeout_; }
+  std::chrono::milliseconds idleTimeout() const override { return idle_timeout_; }
+  bool trustForwarded() const override { return trust_forwarded_; }
+  http::FilterChainFactory& filterChainFactory() override { return *this; }
+  bool draining() const override { return worker_.draining(); }
+  void onLocalReply(std::string_view reason) override { worker_.countLocalReply(reason); }
+
+  void onStreamComplete(const http::StreamInfo& info, const http::RequestHead& head) override {
+    auto end = std::chrono::steady_clock::now();
+    double secs = std::chrono::duration<double>(end - info.start).count();
+    auto* rs = static_cast<RouteStats*>(info.route_stats);
+    if (rs == nullptr) {
+      rs = noRouteStats();
+    }
+    rs->record(worker_.store(), head.method, info.status, secs);
+    http::AccessLog* log = worker_.accessLog();
+    if (log != nullptr && log->enabled()) {
+      http::AccessLogEntry e;
+      e.start = info.start_system;
+      e.request_id = info.request_id;
+      e.listener = name_;
+      e.route = info.route_name;
+      e.method = head.method;
+      e.path = head.target;
+      e.authority = head.headers.get("host");
+      e.upstream = info.upstream_name;
+      e.endpoint = info.endpoint;
+      e.reason = info.reason;
+      e.protocol = head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+      e.downstream_peer = info.downstream_ip;
+      e.status = info.status;
+      e.duration_us = static_cast<uint64_t>(secs * 1e6);
+      e.bytes_received = info.bytes_received;
+      e.bytes_sent = info.bytes_sent;
+      e.attempts = info.attempts;
+      log->log(e);
+    }
+  }
+
+  void onConnectionClosed(http::ConnectionManager& cm) override {
+    auto it = http_conns_.find(&cm);
+    if (it == http_conns_.end()) {
+      return;
+    }
+    downstream_gauge_->sub(1);
+    worker_.connectionClosed();
+    worker_.dispatcher().deferredDelete(std::move(it->second));
+    http_conns_.erase(it);
+  }
+
+  // FilterChainFactory
+  void createFilterChain(http::FilterChainBuilder& out) override {
+    out.addDecoderFilter(std::make_unique<router::RouterFilter>(*this));
+  }
+
+  // RouterContext
+  router::RouteTableConstSharedPtr routeTable() override { return table_; }
+  upstream::WorkerClusterSharedPtr cluster(const std::string& name) override { return worker_.cluster(name); }
+  void* routeStats(const router::RouteTable& table, const router::CompiledRoute& route) override {
+    if (&table == stats_table_ && route.index < route_stats_.size() && route_stats_[route.index] != nullptr) {
+      return route_stats_[route.index];
+    }
+    std::string key = route.route->name + "|" + route.route->upstream;
+    auto& slot = all_route_stats_[key];
+    if (!slot) {
+      slot = std::make_unique<RouteStats>();
+      slot->listener = name_;
+      slot->route = route.route->name;
+      slot->upstream = route.route->upstream;
+      slot->latency = &worker_.store().histogram(
+          "levee_http_request_duration_seconds", "Request duration from first byte to last byte.",
+          table.policy()->metrics.latency_buckets,
+          {{"listener", name_}, {"route", slot->route}, {"upstream", slot->upstream}});
+    }
+    if (&table == stats_table_) {
+      if (route_stats_.size() <= route.index) {
+        route_stats_.resize(route.index + 1, nullptr);
+      }
+      route_stats_[route.index] = slot.get();
+    }
+    return slot.get();
+  }
+
+private:
+  RouteStats* noRouteStats() {
+    auto& slot = all_route_stats_["|"];
+    if (!slot) {
+      slot = std::make_unique<RouteStats>();
+      slot->listener = name_;
+      slot->route = "none";
+      slot->upstream = "none";
+      const auto& buckets = worker_.snapshot()->policy->metrics.latency_buckets;
+      slot->latency = &worker_.store().histogram(
+          "levee_http_request_duration_seconds", "Request duration from first byte to last byte.", buckets,
+          {{"listener", name_}, {"route", "none"}, {"upstream", "none"}});
+    }
+    return slot.get();
+  }
+
+  void onAccept(event::TcpSocketPtr socket) {
+    if (worker_.draining()) {
+      socket->close();
+      return;
+    }
+    worker_.connectionOpened();
+    downstream_gauge_->add(1);
+    if (is_http_) {
+      auto cm = std::make_unique<http::ConnectionManager>(worker_.dispatcher(), *this, std::move(socket));
+      http::ConnectionManager* raw = cm.get();
+      http_conns_.emplace(raw, std::move(cm));
+      raw->start();
+      return;
+    }
+    upstream::WorkerClusterSharedPtr cl = worker_.cluster(tcp_upstream_);
+    if (!cl) {
+      downstream_gauge_->sub(1);
+      worker_.connectionClosed();
+      socket->close();
+      return;
+    }
+    auto session = std::make_unique<tcp::TcpProxySession>(
+        worker_.dispatcher(), std::move(socket), cl, tcp_stats_, [this](tcp::TcpProxySession& s) {
+          auto it = tcp_sessions_.find(&s);
+          if (it == tcp_sessions_.end()) {
+            return;
+          }
+          downstream_gauge_->sub(1);
+          worker_.connectionClosed();
+          worker_.dispatcher().deferredDelete(std::move(it->second));
+          tcp_sessions_.erase(it);
+        });
+    tcp::TcpProxySession* raw = session.get();
+    tcp_sessions_.emplace(raw, std::move(session));
+    raw->start();
+  }
+
+  Worker& worker_;
+  std::string key_;
+  std::string name_;
+  bool is_http_{true};
+  http::http1::CodecLimits limits_;
+  std::chrono::milliseconds header_timeout_{10000};
+  std::chrono::milliseconds idle_timeout_{300000};
+  bool trust_forwarded_{false};
+  router::RouteTableConstSharedPtr table_;
+  std::string tcp_upstream_;
+  event::TcpListenerPtr listener_;
+  stats::Gauge* downstream_gauge_{nullptr};
+  tcp::TcpProxyStats tcp_stats_;
+  const router::RouteTable* stats_table_{nullptr};
+  std::vector<RouteStats*> route_stats_;
+  std::unordered_map<std::string, std::unique_ptr<RouteStats>> all_route_stats_;
+  std::unordered_map<http::ConnectionManager*, std::unique_ptr<http::ConnectionManager>> http_conns_;
+  std::unordered_map<tcp::TcpProxySession*, std::unique_ptr<tcp::TcpProxySession>> tcp_sessions_;
+};
+
+// === impl Worker ===
+
+Worker::Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log)
+    : index_(index), store_(store), access_log_(access_log) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    stop();
+    join();
+  }
+}
+
+void Worker::start(SnapshotConstSharedPtr snapshot, HostSetsConstSharedPtr hosts, std::vector<ListenerFd> fds) {
+  hosts_ = std::move(hosts);
+  thread_ = std::thread([this, snapshot = std::move(snapshot), fds = std::move(fds)]() mutable {
+    stats::setThreadSlot(index_);
+    dispatcher_.bindToCurrentThread();
+    applyOnThread(std::move(snapshot), std::move(fds));
+    run();
+  });
+}
+
+void Worker::run() {
+  dispatcher_.run();
+  // Leaving: close every connection and pool on this thread, then the loop.
+  listeners_.clear();
+  retired_listeners_.clear();
+  clusters_.clear();
+  dispatcher_.shutdown();
+}
+
+void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerFd> fds) {
+  dispatcher_.post([this, snapshot = std::move(snapshot), fds = std::move(fds)]() mutable {
+    applyOnThread(std::move(snapshot), std::move(fds));
+  });
+}
+
+void Worker::applyOnThread(SnapshotConstSharedPtr snapshot, std::vector<ListenerFd> fds) {
+  snapshot_ = std::move(snapshot);
+  rebuildClusters();
+  std::map<std::string, std::unique_ptr<WorkerListener>> next;
+  const auto& ls = snapshot_->policy->listeners;
+  for (size_t i = 0; i < ls.size(); ++i) {
+    std::string key = listenerKey(ls[i]);
+    auto it = listeners_.find(key);
+    std::unique_ptr<WorkerListener> wl;
+    if (it != listeners_.end()) {
+      wl = std::move(it->second);
+      listeners_.erase(it);
+    } else {
+      int fd = -1;
+      for (auto& f : fds) {
+        if (f.key == key) {
+          fd = f.fd;
+          f.fd = -1;
+        }
+      }
+      if (fd < 0) {
+        LEVEE_LOG(Main, err, "worker {}: no socket for listener {}", index_, ls[i].name);
+        continue;
+      }
+      wl = std::make_unique<WorkerListener>(*this, key);
+      wl->configure(snapshot_, i);
+      if (!wl->listen(fd)) {
+        continue;
+      }
+    }
+    wl->configure(snapshot_, i);
+    if (draining_) {
+      wl->drain();
+    }
+    next.emplace(key, std::move(wl));
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) {
+      ::close(f.fd);
+    }
+  }
+  // Listeners gone from the policy: stop accepting, let their connections finish.
+  for (auto& [key, wl] : listeners_) {
+    wl->drain();
+    (void)key;
+    retired_listeners_.push_back(std::move(wl));
+  }
+  listeners_ = std::move(next);
+}
+
+void Worker::rebuildClusters() {
+  std::map<std::string, upstream::WorkerClusterSharedPtr, std::less<>> next;
+  for (const auto& [name, up] : snapshot_->policy->upstreams) {
+    auto it = clusters_.find(name);
+    if (it != clusters_.end() && sameUpstream(it->second->config(), up)) {
+      next.emplace(name, it->second);
+      continue;
+    }
+    upstream::HostSetConstSharedPtr hs;
+    if (hosts_) {
+      auto h = hosts_->find(name);
+      if (h != hosts_->end()) {
+        hs = h->second;
+      }
+    }
+    upstream::ClusterStats cs;
+    cs.connections = &store_.gauge("levee_upstream_connections", "Open upstream connections.", {{"upstream", name}});
+    cs.overflow = &store_.counter("levee_upstream_overflow_total",
+                                  "Requests refused because the upstream's pool limits were reached.",
+                                  {{"upstream", name}});
+    cs.connect_failures = &store_.counter("levee_upstream_connect_failures_total",
+                                          "Failed upstream connection attempts.", {{"upstream", name}});
+    next.emplace(name, std::make_shared<upstream::WorkerCluster>(dispatcher_, up, hs, cs));
+    if (it != clusters_.end()) {
+      it->second->drain();  // replaced: in-flight requests keep their shared_ptr
+    }
+  }
+  clusters_ = std::move(next);
+}
+
+void Worker::updateHosts(HostSetsConstSharedPtr hosts) {
+  dispatcher_.post([this, hosts = std::move(hosts)]() mutable {
+    hosts_ = std::move(hosts);
+    for (auto& [name, cl] : clusters_) {
+      auto h = hosts_->find(name);
+      if (h != hosts_->end() && h->second != cl->hosts()) {
+        cl->updateHosts(h->second);
+      }
+    }
+  });
+}
+
+upstream::WorkerClusterSharedPtr Worker::cluster(const std::string& name) {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : it->second;
+}
+
+void Worker::countLocalReply(std::string_view reason) {
+  auto it = local_replies_.find(reason);
+  if (it == local_replies_.end()) {
+    stats::Counter& c = store_.counter("levee_local_replies_total", "Responses generated by levee, by reason.",
+                                       {{"reason", std::string(reason)}});
+    it = local_replies_.emplace(reason, &c).first;
+  }
+  it->second->inc();
+}
+
+void Worker::drain() {
+  dispatcher_.post([this] {
+    draining_ = true;
+    for (auto& [key, wl] : listeners_) {
+      wl->drain();
+    }
+    for (auto& [name, cl] : clusters_) {
+      cl->drain();
+    }
+  });
+}
+
+void Worker::stop() { dispatcher_.exit(); }
+
+void Worker::join() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+}  // namespace levee::server

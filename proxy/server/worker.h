@@ -1,0 +1,84 @@
+#pragma once
+// One worker thread: its own loop, its own copies of every listener (SO_REUSEPORT sockets),
+// per-upstream connection pools, and the connections it accepted. Everything here runs on the
+// worker thread; the main thread talks to it only through post() (the public methods marked
+// "thread-safe").
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/event/dispatcher.h"
+#include "proxy/http/access_log.h"
+#include "proxy/server/snapshot.h"
+#include "proxy/stats/store.h"
+#include "proxy/upstream/conn_pool.h"
+
+namespace levee::server {
+
+// A bound listening socket for one worker, keyed by listener identity.
+struct ListenerFd {
+  std::string key;  // name|address|protocol
+  int fd{-1};
+};
+
+std::string listenerKey(const config::Listener& l);
+
+class WorkerListener;
+
+class Worker {
+public:
+  Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log);
+  ~Worker();
+
+  // Starts the thread with the first snapshot and its listening sockets.
+  void start(SnapshotConstSharedPtr snapshot, HostSetsConstSharedPtr hosts, std::vector<ListenerFd> fds);
+  // Thread-safe. New snapshot: listeners whose key is unchanged keep their sockets and
+  // connections; `fds` holds sockets for the new ones; removed ones are closed.
+  void applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerFd> fds);
+  // Thread-safe. DNS answers changed.
+  void updateHosts(HostSetsConstSharedPtr hosts);
+  // Thread-safe. Stop accepting, close idle connections, Connection: close on the rest.
+  void drain();
+  // Thread-safe. Close everything and leave the loop; join() afterwards.
+  void stop();
+  void join();
+  // Thread-safe reads for the main thread.
+  uint64_t activeConnections() const { return active_connections_.load(std::memory_order_relaxed); }
+
+  // Worker-thread API used by the listeners.
+  event::Dispatcher& dispatcher() { return dispatcher_; }
+  stats::Store& store() { return store_; }
+  http::AccessLog* accessLog() { return access_log_; }
+  const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
+  upstream::WorkerClusterSharedPtr cluster(const std::string& name);
+  bool draining() const { return draining_; }
+  void countLocalReply(std::string_view reason);
+  void connectionOpened() { active_connections_.fetch_add(1, std::memory_order_relaxed); }
+  void connectionClosed() { active_connections_.fetch_sub(1, std::memory_order_relaxed); }
+
+private:
+  void run();
+  void applyOnThread(SnapshotConstSharedPtr snapshot, std::vector<ListenerFd> fds);
+  void rebuildClusters();
+
+  uint32_t index_;
+  stats::Store& store_;
+  http::AccessLog* access_log_;
+  event::Dispatcher dispatcher_;
+  std::thread thread_;
+  SnapshotConstSharedPtr snapshot_;
+  HostSetsConstSharedPtr hosts_;
+  std::map<std::string, upstream::WorkerClusterSharedPtr, std::less<>> clusters_;
+  std::map<std::string, std::unique_ptr<WorkerListener>> listeners_;
+  std::vector<std::unique_ptr<WorkerListener>> retired_listeners_;  // draining after a reload
+  std::unordered_map<std::string_view, stats::Counter*> local_replies_;
+  std::atomic<uint64_t> active_connections_{0};
+  bool draining_{false};
+};
+
+}  // namespace levee::server
