@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include "proxy/common/assert.h"
+#include "proxy/event/tcp_socket.h"
 
 namespace levee::event {
 namespace {
@@ -79,13 +80,24 @@ void SignalWatcher::onUvSignal(uv_signal_t* s, int) noexcept {
 // === impl Dispatcher ===
 
 Dispatcher::Dispatcher()
-    : loop_(new uv_loop_t), async_(new uv_async_t), idle_(new uv_idle_t),
-      thread_id_(std::this_thread::get_id()) {
+    : loop_(new uv_loop_t), async_(new uv_async_t), prepare_(new uv_prepare_t),
+      check_(new uv_check_t), flush_kick_(new uv_timer_t), thread_id_(std::this_thread::get_id()) {
   LEVEE_RELEASE_ASSERT(uv_loop_init(loop_) == 0, "uv_loop_init");
   uv_async_init(loop_, async_, &Dispatcher::onUvAsync);
   async_->data = this;
-  uv_idle_init(loop_, idle_);
-  idle_->data = this;
+  // Prepare runs just before the loop blocks (flushes writes made by timers and the like);
+  // check runs right after I/O callbacks (flushes their writes, then deferred deletes).
+  uv_prepare_init(loop_, prepare_);
+  prepare_->data = this;
+  uv_prepare_start(prepare_, &Dispatcher::onUvPrepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(prepare_));
+  uv_check_init(loop_, check_);
+  check_->data = this;
+  uv_check_start(check_, &Dispatcher::onUvCheck);
+  uv_unref(reinterpret_cast<uv_handle_t*>(check_));
+  uv_timer_init(loop_, flush_kick_);
+  flush_kick_->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(flush_kick_));
   // The async handle must not keep run() alive once everything else is done.
   uv_unref(reinterpret_cast<uv_handle_t*>(async_));
 }
@@ -102,8 +114,12 @@ void Dispatcher::shutdown() {
     std::lock_guard<std::mutex> lock(post_mutex_);
     posted_.clear();
   }
+  flushSockets();
+  to_flush_.clear();
   closeAndFree(async_);
-  closeAndFree(idle_);
+  closeAndFree(prepare_);
+  closeAndFree(check_);
+  closeAndFree(flush_kick_);
   // Any handle still open belongs to an owner that is gone or shutting down: close it.
   uv_walk(
       loop_,
@@ -169,15 +185,53 @@ void Dispatcher::runPosted() {
 
 void Dispatcher::deferredDelete(DeferredDeletablePtr obj) {
   if (to_delete_.empty()) {
-    uv_idle_start(idle_, &Dispatcher::onUvIdle);
+    // Make sure the loop comes round to the check phase soon even if no I/O is pending.
+    uv_timer_start(flush_kick_, [](uv_timer_t*) {}, 0, 0);
   }
   to_delete_.push_back(std::move(obj));
 }
 
-void Dispatcher::onUvIdle(uv_idle_t* i) noexcept {
-  auto* self = static_cast<Dispatcher*>(i->data);
+void Dispatcher::scheduleFlush(TcpSocket* socket) {
+  to_flush_.push_back(socket);
+}
+
+void Dispatcher::cancelFlush(TcpSocket* socket) {
+  for (auto& s : to_flush_) {
+    if (s == socket) {
+      s = nullptr;
+    }
+  }
+}
+
+void Dispatcher::flushSockets() {
+  // flush() may queue more (callbacks); loop until empty. Entries are nulled on close.
+  while (!to_flush_.empty()) {
+    std::vector<TcpSocket*> batch;
+    batch.swap(to_flush_);
+    for (TcpSocket* s : batch) {
+      if (s != nullptr) {
+        s->flush();
+      }
+    }
+  }
+}
+
+void Dispatcher::onUvPrepare(uv_prepare_t* p) noexcept {
+  auto* self = static_cast<Dispatcher*>(p->data);
   if (self != nullptr) {
+    self->flushSockets();
+  }
+}
+
+void Dispatcher::onUvCheck(uv_check_t* c) noexcept {
+  auto* self = static_cast<Dispatcher*>(c->data);
+  if (self != nullptr) {
+    self->flushSockets();
     self->clearDeferred();
+    if (!self->to_flush_.empty()) {
+      // Destructors queued writes: come round again without blocking.
+      uv_timer_start(self->flush_kick_, [](uv_timer_t*) {}, 0, 0);
+    }
   }
 }
 
@@ -187,9 +241,6 @@ void Dispatcher::clearDeferred() {
     std::vector<DeferredDeletablePtr> batch;
     batch.swap(to_delete_);
     batch.clear();
-  }
-  if (idle_ != nullptr && idle_->data != nullptr) {
-    uv_idle_stop(idle_);
   }
 }
 

@@ -15,11 +15,14 @@ struct uv_loop_s;
 struct uv_timer_s;
 struct uv_async_s;
 struct uv_idle_s;
+struct uv_prepare_s;
+struct uv_check_s;
 struct uv_signal_s;
 
 namespace levee::event {
 
 class Dispatcher;
+class TcpSocket;
 
 // Objects retired with Dispatcher::deferredDelete() are destroyed at the start of the next
 // loop iteration, never on the stack of the callback that retired them (Envoy's model).
@@ -88,20 +91,30 @@ public:
   uint64_t nowMs() const;
   // Closes every handle still open and runs the loop until they are freed; asserts the loop closed.
   void shutdown();
+  // Write coalescing: sockets with queued bytes are flushed once per loop iteration (before
+  // the loop blocks and after I/O callbacks), so a burst of events becomes one write per
+  // socket and the peer is woken once (HAProxy's model). See TcpSocket.
+  void scheduleFlush(TcpSocket* socket);
+  void cancelFlush(TcpSocket* socket);
 
 private:
   static void onUvAsync(uv_async_s* a) noexcept;
-  static void onUvIdle(uv_idle_s* i) noexcept;
+  static void onUvPrepare(uv_prepare_s* p) noexcept;
+  static void onUvCheck(uv_check_s* c) noexcept;
   void runPosted();
   void clearDeferred();
+  void flushSockets();
 
   uv_loop_s* loop_;
   uv_async_s* async_;
-  uv_idle_s* idle_;
+  uv_prepare_s* prepare_;
+  uv_check_s* check_;
+  uv_timer_s* flush_kick_;  // wakes a blocked poll when writes are queued from a check callback
   std::thread::id thread_id_;
   std::mutex post_mutex_;
   std::vector<std::function<void()>> posted_;
   std::vector<DeferredDeletablePtr> to_delete_;
+  std::vector<TcpSocket*> to_flush_;
   bool exit_requested_{false};
 };
 

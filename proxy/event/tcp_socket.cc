@@ -61,6 +61,9 @@ struct TcpHandleOps {
   static void onWrite(uv_write_t* req, int status) noexcept {
     auto* th = static_cast<TcpHandle*>(req->data);
     th->inflight.clear();
+    if (th->inflight.capacity() > TcpSocket::kKeepBufferBytes) {
+      std::string().swap(th->inflight);
+    }
     if (th->owner != nullptr) {
       th->owner->onWriteDone(status);
     }
@@ -152,52 +155,61 @@ void TcpSocket::writev(const Slice* slices, size_t n) {
   if (handle_ == nullptr || shutdown_requested_ || error_reported_) {
     return;
   }
-  size_t first_unsent = 0;
-  size_t offset = 0;
-  if (!writing_) {
-    // Nothing queued: write straight to the socket, queue only what it did not take.
-    std::array<uv_buf_t, 8> bufs;
-    size_t nb = 0;
-    size_t total = 0;
-    for (size_t i = 0; i < n && nb < bufs.size(); ++i) {
-      if (slices[i].len == 0) {
-        continue;
-      }
-      bufs[nb++] = uv_buf_init(const_cast<char*>(slices[i].data), static_cast<unsigned>(slices[i].len));
-      total += slices[i].len;
-    }
-    if (nb == 0) {
-      return;
-    }
-    int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&handle_->tcp), bufs.data(),
-                          static_cast<unsigned>(nb));
-    size_t written = rc > 0 ? static_cast<size_t>(rc) : 0;
-    if (rc < 0 && rc != UV_EAGAIN) {
-      reportErrorLater(rc);
-      return;
-    }
-    if (written == total && nb == n) {
-      return;
-    }
-    // Find where to resume (slices beyond the 8 handled above are queued whole).
-    size_t consumed = written;
-    for (first_unsent = 0; first_unsent < n; ++first_unsent) {
-      if (consumed < slices[first_unsent].len) {
-        offset = consumed;
-        break;
-      }
-      consumed -= slices[first_unsent].len;
-    }
+  // Queue only; the dispatcher flushes once per loop iteration (see Dispatcher::scheduleFlush).
+  for (size_t i = 0; i < n; ++i) {
+    queued_.append(slices[i].data, slices[i].len);
   }
-  for (size_t i = first_unsent; i < n; ++i) {
-    size_t skip = i == first_unsent ? offset : 0;
-    queued_.append(slices[i].data + skip, slices[i].len - skip);
-  }
-  if (!writing_ && !queued_.empty()) {
-    startWrite();
+  if (!flush_scheduled_ && !writing_ && !queued_.empty()) {
+    flush_scheduled_ = true;
+    dispatcher_.scheduleFlush(this);
   }
   if (aboveHighWatermark()) {
     was_above_high_ = true;
+  }
+}
+
+void TcpSocket::flush() {
+  flush_scheduled_ = false;
+  if (handle_ == nullptr || writing_ || queued_.empty()) {
+    return;
+  }
+  uv_buf_t buf = uv_buf_init(queued_.data(), static_cast<unsigned>(queued_.size()));
+  int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&handle_->tcp), &buf, 1);
+  if (rc < 0 && rc != UV_EAGAIN) {
+    reportErrorLater(rc);
+    return;
+  }
+  size_t written = rc > 0 ? static_cast<size_t>(rc) : 0;
+  if (written == queued_.size()) {
+    queued_.clear();
+    if (queued_.capacity() > kKeepBufferBytes) {
+      std::string().swap(queued_);  // after a burst, don't keep idle connections fat
+    }
+    afterWriteProgress();
+    return;
+  }
+  queued_.erase(0, written);
+  startWrite();
+}
+
+void TcpSocket::afterWriteProgress() {
+  if (was_above_high_ && writeQueueBytes() <= kLowWatermark) {
+    was_above_high_ = false;
+    if (callbacks_ != nullptr) {
+      callbacks_->onWriteDrained();
+      if (handle_ == nullptr) {
+        return;
+      }
+    }
+  }
+  if (!writing_ && queued_.empty()) {
+    if (close_after_flush_) {
+      close();
+    } else if (shutdown_requested_ && !shutdown_sent_) {
+      shutdown_sent_ = true;
+      uv_shutdown(&handle_->shutdown_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp),
+                  &TcpHandleOps::onShutdown);
+    }
   }
 }
 
@@ -225,26 +237,11 @@ void TcpSocket::onWriteDone(int status) {
     return;
   }
   if (!queued_.empty()) {
-    startWrite();
+    // More was queued meanwhile: hand it over now (we are in the I/O phase already).
+    flush();
+    return;
   }
-  if (was_above_high_ && writeQueueBytes() <= kLowWatermark) {
-    was_above_high_ = false;
-    if (callbacks_ != nullptr) {
-      callbacks_->onWriteDrained();
-      if (handle_ == nullptr) {
-        return;
-      }
-    }
-  }
-  if (!writing_) {
-    if (close_after_flush_) {
-      close();
-    } else if (shutdown_requested_ && !shutdown_sent_) {
-      shutdown_sent_ = true;
-      uv_shutdown(&handle_->shutdown_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp),
-                  &TcpHandleOps::onShutdown);
-    }
-  }
+  afterWriteProgress();
 }
 
 void TcpSocket::reportErrorLater(int err) {
@@ -269,8 +266,9 @@ void TcpSocket::shutdownWrite() {
   if (handle_ == nullptr || shutdown_requested_) {
     return;
   }
+  flush();
   shutdown_requested_ = true;
-  if (!writing_) {
+  if (handle_ != nullptr && !writing_ && queued_.empty()) {
     shutdown_sent_ = true;
     uv_shutdown(&handle_->shutdown_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp),
                 &TcpHandleOps::onShutdown);
@@ -284,7 +282,11 @@ void TcpSocket::closeAfterFlush() {
     return;
   }
   readStop();
-  if (!writing_) {
+  flush();
+  if (handle_ == nullptr) {
+    return;
+  }
+  if (!writing_ && queued_.empty()) {
     close();
     return;
   }
@@ -295,6 +297,10 @@ void TcpSocket::closeAfterFlush() {
 void TcpSocket::close(bool reset) {
   if (handle_ == nullptr) {
     return;
+  }
+  if (flush_scheduled_) {
+    flush_scheduled_ = false;
+    dispatcher_.cancelFlush(this);
   }
   callbacks_ = nullptr;
   if (reset) {

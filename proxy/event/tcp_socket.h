@@ -43,6 +43,7 @@ class TcpSocket {
 public:
   static constexpr size_t kHighWatermark = 1024 * 1024;
   static constexpr size_t kLowWatermark = 256 * 1024;
+  static constexpr size_t kKeepBufferBytes = 64 * 1024;
 
   // Creates an unconnected socket (for connect()).
   explicit TcpSocket(Dispatcher& dispatcher);
@@ -68,6 +69,8 @@ public:
   void close(bool reset = false);
   // Close after queued bytes are flushed (graceful), then no more callbacks.
   void closeAfterFlush();
+  // Hands queued bytes to the kernel (called by the dispatcher once per loop iteration).
+  void flush();
   bool isOpen() const { return handle_ != nullptr; }
   // "1.2.3.4" (no port); empty when unknown.
   std::string peerIp() const;
@@ -78,6 +81,7 @@ private:
   friend struct TcpHandleOps;
   TcpSocket(Dispatcher& dispatcher, TcpHandle* accepted);
   void startWrite();
+  void afterWriteProgress();
   void onWriteDone(int status);
   void onShutdownDone();
   void finishClose();
@@ -95,6 +99,7 @@ private:
   bool close_after_flush_{false};
   bool was_above_high_{false};
   bool error_reported_{false};
+  bool flush_scheduled_{false};
   std::shared_ptr<char> alive_;  // created on first deferred error; weak refs see destruction
 };
 using TcpSocketPtr = std::unique_ptr<TcpSocket>;

@@ -41,14 +41,14 @@ class MetricsTest(h.LeveeTestCase):
     def setUp(self):
         super().setUp()
         self.lv, self.up, self.ports = self.levee_with_upstream(
-            routes="      - { name: all, match: { prefix: /api }, upstream: app }\n")
+            routes='      - { name: all, match: { regex: "^/(echo|status/[0-9]+)$" }, upstream: app }\n')
 
     def traffic(self):
         port = self.ports["listener"]
         for _ in range(3):
-            self.assertEqual(h.http_request(port, "GET", "/api/x").status, 200)
-        self.assertEqual(h.http_request(port, "POST", "/api/x", body=b"x").status, 200)
-        self.assertEqual(h.http_request(port, "GET", "/api/status/503").status, 503)
+            self.assertEqual(h.http_request(port, "GET", "/echo").status, 200)
+        self.assertEqual(h.http_request(port, "POST", "/echo", body=b"x").status, 200)
+        self.assertEqual(h.http_request(port, "GET", "/status/503").status, 503)
         self.assertEqual(h.http_request(port, "GET", "/nope").status, 404)
 
     def test_metric_names_and_labels(self):

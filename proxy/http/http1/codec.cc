@@ -136,7 +136,10 @@ int ServerCodec::onHeadersComplete() {
   // Differing duplicate Content-Length values, or Content-Length with Transfer-Encoding, are
   // rejected by llhttp in strict mode (request smuggling); a Transfer-Encoding that is not
   // chunked-last is too. We additionally reject a Transfer-Encoding we could not frame.
-  if (head_.headers.has("transfer-encoding") && !head_.chunked) {
+  // We only frame `chunked`: any other transfer-coding (gzip, chunked) would reach the
+  // upstream decoded into an undeclared encoding, so it is refused.
+  if (head_.headers.has("transfer-encoding") &&
+      (!head_.chunked || !equalsIgnoreCase(head_.headers.get("transfer-encoding"), "chunked"))) {
     return fail(400, "bad_request", "unsupported transfer-encoding");
   }
   if (head_.target.empty() || (head_.target[0] != '/' && head_.target != "*")) {
@@ -182,11 +185,48 @@ int ServerCodec::onMessageComplete() {
   }
   // One request at a time: pause until the response is done (pipelining keeps order).
   paused_ = true;
+  scanning_head_ = true;
+  scan_prev_ = 0;
+  scan_lines_ = 0;
+  scan_cr_after_lf_ = false;
   return HPE_PAUSED;
+}
+
+bool ServerCodec::scanHeadForObsFold(const char* data, size_t len) {
+  // llhttp accepts obs-fold (a header line starting with SP/HT, RFC 9112 5.2); a proxy must
+  // not (request smuggling), so the head's bytes are scanned until its empty line.
+  for (size_t i = 0; i < len && scanning_head_; ++i) {
+    char c = data[i];
+    if (scan_prev_ == '\n') {
+      if ((c == ' ' || c == '\t') && scan_lines_ > 0) {
+        return false;
+      }
+      if (c == '\r') {
+        scan_cr_after_lf_ = true;
+        scan_prev_ = c;
+        continue;
+      }
+    }
+    if (c == '\n') {
+      if (scan_cr_after_lf_ && scan_lines_ > 0) {
+        scanning_head_ = false;  // end of head: the body is not ours to scan
+      }
+      ++scan_lines_;
+    }
+    if (c != '\r') {
+      scan_cr_after_lf_ = false;
+    }
+    scan_prev_ = c;
+  }
+  return true;
 }
 
 size_t ServerCodec::dispatch(const char* data, size_t len) {
   if (stopped_ || errored_ || paused_ || upgraded_) {
+    return 0;
+  }
+  if (scanning_head_ && !scanHeadForObsFold(data, len)) {
+    fail(400, "bad_request", "obs-fold in request headers");
     return 0;
   }
   llhttp_errno_t err = llhttp_execute(&parser_->parser, data, len);

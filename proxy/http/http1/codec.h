@@ -72,6 +72,7 @@ public:
 private:
   int fail(int status, std::string_view reason, std::string detail);
   bool addHeaderBytes(size_t n);
+  bool scanHeadForObsFold(const char* data, size_t len);
 
   struct Parser;
   std::unique_ptr<Parser> parser_;
@@ -88,6 +89,10 @@ private:
   bool upgraded_{false};
   bool stopped_{false};
   bool errored_{false};
+  bool scanning_head_{true};
+  bool scan_cr_after_lf_{false};
+  char scan_prev_{0};
+  uint32_t scan_lines_{0};
 };
 
 class ClientCodecCallbacks {
