@@ -12,13 +12,18 @@ namespace levee::event {
 
 // The libuv side of a socket: freed only in close_cb, after libuv completed (or cancelled)
 // every request embedded here, so the in-flight write buffer lives exactly as long as needed.
+// Requests (write, shutdown, connect) are allocated only while in flight and free themselves
+// in their callbacks, which libuv runs (with UV_ECANCELED if closing) before close_cb: an idle
+// connection costs just the uv_tcp_t.
 struct TcpHandle {
   uv_tcp_t tcp;
-  uv_write_t write_req;
-  uv_shutdown_t shutdown_req;
-  uv_connect_t connect_req;
-  std::string inflight;
   TcpSocket* owner{nullptr};
+};
+
+struct WriteReq {
+  uv_write_t req;
+  std::string buf;
+  TcpHandle* th;
 };
 
 namespace {
@@ -59,22 +64,22 @@ struct TcpHandleOps {
     }
   }
   static void onWrite(uv_write_t* req, int status) noexcept {
-    auto* th = static_cast<TcpHandle*>(req->data);
-    th->inflight.clear();
-    if (th->inflight.capacity() > TcpSocket::kKeepBufferBytes) {
-      std::string().swap(th->inflight);
-    }
-    if (th->owner != nullptr) {
-      th->owner->onWriteDone(status);
+    std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));  // adopt back from libuv
+    TcpSocket* self = w->th->owner;
+    if (self != nullptr) {
+      self->inflight_bytes_ = 0;
+      self->onWriteDone(status);
     }
   }
   static void onShutdown(uv_shutdown_t* req, int) noexcept {
+    std::unique_ptr<uv_shutdown_t> owned(req);
     auto* th = static_cast<TcpHandle*>(req->data);
     if (th->owner != nullptr) {
       th->owner->onShutdownDone();
     }
   }
   static void onConnect(uv_connect_t* req, int status) noexcept {
+    std::unique_ptr<uv_connect_t> owned(req);
     auto* th = static_cast<TcpHandle*>(req->data);
     TcpSocket* self = th->owner;
     if (self == nullptr || self->callbacks_ == nullptr) {
@@ -94,9 +99,6 @@ TcpSocket::TcpSocket(Dispatcher& dispatcher) : dispatcher_(dispatcher), handle_(
   uv_tcp_init(dispatcher.loop(), &handle_->tcp);
   handle_->tcp.data = handle_;
   handle_->owner = this;
-  handle_->write_req.data = handle_;
-  handle_->shutdown_req.data = handle_;
-  handle_->connect_req.data = handle_;
 }
 
 TcpSocket::TcpSocket(Dispatcher& dispatcher, TcpHandle* accepted)
@@ -113,9 +115,13 @@ int TcpSocket::connect(const sockaddr* addr) {
   if (handle_ == nullptr) {
     return UV_EBADF;
   }
-  int rc = uv_tcp_connect(&handle_->connect_req, &handle_->tcp, addr, &TcpHandleOps::onConnect);
+  auto* req = new uv_connect_t;
+  req->data = handle_;
+  int rc = uv_tcp_connect(req, &handle_->tcp, addr, &TcpHandleOps::onConnect);
   if (rc == 0) {
     setNoDelay();
+  } else {
+    delete req;
   }
   return rc;
 }
@@ -148,7 +154,7 @@ size_t TcpSocket::writeQueueBytes() const {
   if (handle_ == nullptr) {
     return 0;
   }
-  return handle_->inflight.size() + queued_.size();
+  return inflight_bytes_ + queued_.size();
 }
 
 void TcpSocket::writev(const Slice* slices, size_t n) {
@@ -156,6 +162,7 @@ void TcpSocket::writev(const Slice* slices, size_t n) {
     return;
   }
   // Queue only; the dispatcher flushes once per loop iteration (see Dispatcher::scheduleFlush).
+  release_when_flushed_ = false;
   for (size_t i = 0; i < n; ++i) {
     queued_.append(slices[i].data, slices[i].len);
   }
@@ -182,14 +189,23 @@ void TcpSocket::flush() {
   size_t written = rc > 0 ? static_cast<size_t>(rc) : 0;
   if (written == queued_.size()) {
     queued_.clear();
-    if (queued_.capacity() > kKeepBufferBytes) {
-      std::string().swap(queued_);  // after a burst, don't keep idle connections fat
+    if (queued_.capacity() > kKeepBufferBytes || release_when_flushed_) {
+      std::string().swap(queued_);  // idle keep-alive connections hold no buffer
+      release_when_flushed_ = false;
     }
     afterWriteProgress();
     return;
   }
   queued_.erase(0, written);
   startWrite();
+}
+
+void TcpSocket::releaseIdleBuffers() {
+  if (handle_ != nullptr && !writing_ && queued_.empty()) {
+    std::string().swap(queued_);
+  } else {
+    release_when_flushed_ = true;  // the last response is still queued
+  }
 }
 
 void TcpSocket::afterWriteProgress() {
@@ -206,24 +222,34 @@ void TcpSocket::afterWriteProgress() {
     if (close_after_flush_) {
       close();
     } else if (shutdown_requested_ && !shutdown_sent_) {
-      shutdown_sent_ = true;
-      uv_shutdown(&handle_->shutdown_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp),
-                  &TcpHandleOps::onShutdown);
+      sendShutdown();
     }
   }
 }
 
+void TcpSocket::sendShutdown() {
+  shutdown_sent_ = true;
+  auto* req = new uv_shutdown_t;
+  req->data = handle_;
+  if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&handle_->tcp), &TcpHandleOps::onShutdown) != 0) {
+    delete req;
+  }
+}
+
 void TcpSocket::startWrite() {
-  handle_->inflight.swap(queued_);
-  queued_.clear();
-  uv_buf_t buf = uv_buf_init(handle_->inflight.data(), static_cast<unsigned>(handle_->inflight.size()));
-  int rc = uv_write(&handle_->write_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp), &buf, 1,
+  auto w = std::make_unique<WriteReq>();
+  w->th = handle_;
+  w->buf.swap(queued_);
+  w->req.data = w.get();
+  uv_buf_t buf = uv_buf_init(w->buf.data(), static_cast<unsigned>(w->buf.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&handle_->tcp), &buf, 1,
                     &TcpHandleOps::onWrite);
   if (rc != 0) {
-    handle_->inflight.clear();
     reportErrorLater(rc);
     return;
   }
+  inflight_bytes_ = w->buf.size();
+  w.release();  // owned by libuv until onWrite
   writing_ = true;
 }
 
@@ -269,9 +295,7 @@ void TcpSocket::shutdownWrite() {
   flush();
   shutdown_requested_ = true;
   if (handle_ != nullptr && !writing_ && queued_.empty()) {
-    shutdown_sent_ = true;
-    uv_shutdown(&handle_->shutdown_req, reinterpret_cast<uv_stream_t*>(&handle_->tcp),
-                &TcpHandleOps::onShutdown);
+    sendShutdown();
   }
 }
 
@@ -375,9 +399,6 @@ void TcpListener::onConnection(void* server, int status) noexcept {
   auto* th = new TcpHandle;
   uv_tcp_init(self->dispatcher_.loop(), &th->tcp);
   th->tcp.data = th;
-  th->write_req.data = th;
-  th->shutdown_req.data = th;
-  th->connect_req.data = th;
   if (uv_accept(stream, reinterpret_cast<uv_stream_t*>(&th->tcp)) != 0) {
     closeHandle(th);
     return;

@@ -71,6 +71,8 @@ public:
   void closeAfterFlush();
   // Hands queued bytes to the kernel (called by the dispatcher once per loop iteration).
   void flush();
+  // Frees the write buffer if nothing is queued (a keep-alive connection going idle).
+  void releaseIdleBuffers();
   bool isOpen() const { return handle_ != nullptr; }
   // "1.2.3.4" (no port); empty when unknown.
   std::string peerIp() const;
@@ -82,6 +84,7 @@ private:
   TcpSocket(Dispatcher& dispatcher, TcpHandle* accepted);
   void startWrite();
   void afterWriteProgress();
+  void sendShutdown();
   void onWriteDone(int status);
   void onShutdownDone();
   void finishClose();
@@ -91,7 +94,8 @@ private:
   Dispatcher& dispatcher_;
   TcpHandle* handle_;
   TcpSocketCallbacks* callbacks_{nullptr};
-  std::string queued_;  // bytes waiting for the in-flight write to finish
+  std::string queued_;  // bytes not yet handed to the kernel
+  size_t inflight_bytes_{0};  // bytes of the uv_write in flight
   bool reading_{false};
   bool writing_{false};
   bool shutdown_requested_{false};
@@ -100,6 +104,7 @@ private:
   bool was_above_high_{false};
   bool error_reported_{false};
   bool flush_scheduled_{false};
+  bool release_when_flushed_{false};
   std::shared_ptr<char> alive_;  // created on first deferred error; weak refs see destruction
 };
 using TcpSocketPtr = std::unique_ptr<TcpSocket>;

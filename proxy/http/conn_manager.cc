@@ -251,7 +251,7 @@ public:
         cm_.socket_->readStop();
       }
     } else if (cm_.read_disable_count_ > 0 && --cm_.read_disable_count_ == 0) {
-      if (!cm_.codec_.paused() || cm_.tunnel_) {
+      if (!(cm_.codec_ && cm_.codec_->paused()) || cm_.tunnel_) {
         cm_.socket_->readStart();
       }
     }
@@ -312,8 +312,7 @@ private:
 
 ConnectionManager::ConnectionManager(event::Dispatcher& dispatcher, ConnectionManagerConfig& config,
                                      event::TcpSocketPtr socket)
-    : dispatcher_(dispatcher), config_(config), socket_(std::move(socket)),
-      codec_(*this, config.codecLimits()) {
+    : dispatcher_(dispatcher), config_(config), socket_(std::move(socket)) {
   peer_ip_ = socket_->peerIp();
 }
 
@@ -321,14 +320,65 @@ ConnectionManager::~ConnectionManager() {
   if (stream_) {
     stream_->destroyFilters();
   }
+  if (codec_ && !stream_) {
+    config_.codecPool().release(std::move(codec_));
+  }
+}
+
+http1::ServerCodec& ConnectionManager::codec() {
+  if (!codec_) {
+    codec_ = config_.codecPool().acquire(*this, config_.codecLimits());
+  }
+  return *codec_;
+}
+
+void ConnectionManager::releaseCodecIfIdle() {
+  if (codec_ && !stream_ && !codec_->inMessage() && pending_input_.empty() && !tunnel_ &&
+      !codec_->upgraded()) {
+    config_.codecPool().release(std::move(codec_));
+  }
+}
+
+void ConnectionManager::arm(TimerMode mode) {
+  timer_mode_ = mode;
+  switch (mode) {
+    case TimerMode::None:
+      timer_->disable();
+      break;
+    case TimerMode::Header:
+      timer_->enable(config_.headerTimeout());
+      break;
+    case TimerMode::Idle:
+      timer_->enable(config_.idleTimeout());
+      socket_->releaseIdleBuffers();
+      break;
+    case TimerMode::Resume:
+      timer_->enable(std::chrono::milliseconds(0));
+      break;
+  }
+}
+
+void ConnectionManager::onTimer() {
+  switch (timer_mode_) {
+    case TimerMode::Header:
+      onHeaderTimeout();
+      break;
+    case TimerMode::Idle:
+      onIdleTimeout();
+      break;
+    case TimerMode::Resume:
+      timer_mode_ = TimerMode::None;
+      onResumeInput();
+      break;
+    case TimerMode::None:
+      break;
+  }
 }
 
 void ConnectionManager::start() {
   socket_->setCallbacks(this);
-  header_timer_ = dispatcher_.createTimer([this] { onHeaderTimeout(); });
-  idle_timer_ = dispatcher_.createTimer([this] { onIdleTimeout(); });
-  resume_timer_ = dispatcher_.createTimer([this] { onResumeInput(); });
-  header_timer_->enable(config_.headerTimeout());
+  timer_ = dispatcher_.createTimer([this] { onTimer(); });
+  arm(TimerMode::Header);
   socket_->readStart();
 }
 
@@ -342,14 +392,11 @@ void ConnectionManager::onData(const char* data, size_t len) {
     }
     return;
   }
-  if (!stream_ && !codec_.inMessage()) {
-    idle_timer_->disable();
-    if (!header_timer_->enabled()) {
-      header_timer_->enable(config_.headerTimeout());
-    }
+  if (!stream_ && !inMessage() && timer_mode_ != TimerMode::Header) {
+    arm(TimerMode::Header);
   }
   saw_request_bytes_ = true;
-  if (codec_.paused() || !pending_input_.empty()) {
+  if ((codec_ && codec_->paused()) || !pending_input_.empty()) {
     // A pipelined request behind an active stream: keep it unparsed, stop reading more.
     pending_input_.append(data, len);
     socket_->readStop();
@@ -359,24 +406,21 @@ void ConnectionManager::onData(const char* data, size_t len) {
 }
 
 void ConnectionManager::processInput(const char* data, size_t len) {
-  size_t consumed = codec_.dispatch(data, len);
+  http1::ServerCodec& c = codec();
+  size_t consumed = c.dispatch(data, len);
   if (closed_) {
     return;
   }
-  if (consumed < len) {
-    if (codec_.upgraded() && stream_) {
-      // Bytes after the upgrade request: tunnel data, held until the upstream accepts.
-      pending_input_.append(data + consumed, len - consumed);
-      socket_->readStop();
-    } else if (codec_.paused()) {
-      pending_input_.append(data + consumed, len - consumed);
-      socket_->readStop();
-    }
+  if (consumed < len && (c.upgraded() || c.paused())) {
+    // Pipelined bytes (or tunnel data after an upgrade request): held until the stream ends
+    // (or the upstream accepts the upgrade).
+    pending_input_.append(data + consumed, len - consumed);
+    socket_->readStop();
   }
 }
 
 void ConnectionManager::onRequestHead(RequestHead& head, bool end_stream) {
-  header_timer_->disable();
+  arm(TimerMode::None);
   stream_ = std::make_unique<ActiveStream>(*this, head);
   StreamInfo& info = stream_->streamInfo();
   std::string_view rid = head.headers.get("x-request-id");
@@ -401,15 +445,11 @@ void ConnectionManager::onRequestBodyEnd() {
 void ConnectionManager::onCodecError(const http1::CodecError& error) {
   LEVEE_LOG(Http, debug, "[C{}] codec error from {}: {}", static_cast<const void*>(this), peer_ip_,
             error.detail);
-  codec_.stop();
+  codec_->stop();
   if (stream_) {
     // Error in the body of an active request (bad chunk, over the size limit).
-    if (error.status == 413) {
-      stream_->sendLocalReply(413, error.reason, error.detail);
-    } else {
-      stream_->sendLocalReply(error.status, error.reason, error.detail);
-    }
     close_after_stream_ = true;
+    stream_->sendLocalReply(error.status, error.reason, error.detail);
     if (stream_) {
       stream_->resetStream();
     }
@@ -426,8 +466,7 @@ void ConnectionManager::writeLocalReply(int status, std::string_view reason,
   socket_->write(out);
   if (close_conn) {
     closed_ = true;
-    header_timer_->disable();
-    idle_timer_->disable();
+    arm(TimerMode::None);
     socket_->closeAfterFlush();
     config_.onConnectionClosed(*this);
   }
@@ -445,26 +484,22 @@ void ConnectionManager::onStreamDone(bool close_connection) {
   }
   if (close_connection || close_after_stream_ || config_.draining()) {
     closed_ = true;
-    header_timer_->disable();
-    idle_timer_->disable();
+    arm(TimerMode::None);
     socket_->closeAfterFlush();
     config_.onConnectionClosed(*this);
     return;
   }
   read_disable_count_ = 0;
-  idle_timer_->enable(config_.idleTimeout());
-  codec_.resume();
+  codec_->resume();
   if (!pending_input_.empty()) {
     // Parse the next pipelined request on a fresh stack (the finishing stream's upstream
     // callbacks are still on this one).
-    idle_timer_->disable();
-    header_timer_->enable(config_.headerTimeout());
-    resume_timer_->enable(std::chrono::milliseconds(0));
+    arm(TimerMode::Resume);
     return;
   }
-  if (!closed_) {
-    socket_->readStart();
-  }
+  releaseCodecIfIdle();
+  arm(TimerMode::Idle);
+  socket_->readStart();
 }
 
 void ConnectionManager::onResumeInput() {
@@ -473,8 +508,16 @@ void ConnectionManager::onResumeInput() {
   }
   std::string pending;
   pending.swap(pending_input_);
+  arm(TimerMode::Header);
   processInput(pending.data(), pending.size());
-  if (!closed_ && !codec_.paused() && pending_input_.empty()) {
+  if (closed_) {
+    return;
+  }
+  if (!stream_ && !inMessage()) {
+    releaseCodecIfIdle();
+    arm(TimerMode::Idle);
+  }
+  if (!(codec_ && codec_->paused()) && pending_input_.empty()) {
     socket_->readStart();
   }
 }
@@ -483,7 +526,7 @@ void ConnectionManager::onHeaderTimeout() {
   if (closed_ || stream_) {
     return;
   }
-  if (codec_.inMessage() || saw_request_bytes_) {
+  if (inMessage() || saw_request_bytes_) {
     config_.onLocalReply("request_header_timeout");
     writeLocalReply(408, "request_header_timeout", generateRequestId(), true);
   } else {
@@ -492,7 +535,7 @@ void ConnectionManager::onHeaderTimeout() {
 }
 
 void ConnectionManager::onIdleTimeout() {
-  if (!stream_ && !codec_.inMessage()) {
+  if (!stream_ && !inMessage()) {
     close();
   }
 }
@@ -501,7 +544,7 @@ void ConnectionManager::closeIfIdle() {
   if (closed_) {
     return;
   }
-  if (!stream_ && !codec_.inMessage() && pending_input_.empty()) {
+  if (!stream_ && !inMessage() && pending_input_.empty()) {
     close();
   } else {
     close_after_stream_ = true;
@@ -551,8 +594,7 @@ void ConnectionManager::close() {
   if (stream_) {
     stream_->destroyFilters();
   }
-  header_timer_->disable();
-  idle_timer_->disable();
+  arm(TimerMode::None);
   socket_->close();
   config_.onConnectionClosed(*this);
 }

@@ -12,6 +12,7 @@
 #include "proxy/event/dispatcher.h"
 #include "proxy/event/tcp_socket.h"
 #include "proxy/http/http1/codec.h"
+#include "proxy/http/http1/codec_pool.h"
 #include "proxy/http/stream_info.h"
 
 namespace levee::http {
@@ -33,6 +34,8 @@ public:
   // Counted by reason (levee_local_replies_total).
   virtual void onLocalReply(std::string_view reason) = 0;
   virtual void onConnectionClosed(class ConnectionManager& cm) = 0;
+  // The worker's codec pool (codecs are held only while a request is in progress).
+  virtual http1::ServerCodecPool& codecPool() = 0;
 };
 
 class ActiveStream;
@@ -68,9 +71,15 @@ private:
   friend class ActiveStream;
   void processInput(const char* data, size_t len);
   void onStreamDone(bool close_connection);
+  void onTimer();
   void onHeaderTimeout();
   void onIdleTimeout();
   void onResumeInput();
+  enum class TimerMode { None, Header, Idle, Resume };
+  void arm(TimerMode mode);
+  http1::ServerCodec& codec();
+  bool inMessage() const { return codec_ != nullptr && codec_->inMessage(); }
+  void releaseCodecIfIdle();
   void close();
   // Writes a complete local response when no stream owns the connection (codec errors).
   void writeLocalReply(int status, std::string_view reason, std::string_view request_id, bool close);
@@ -78,13 +87,12 @@ private:
   event::Dispatcher& dispatcher_;
   ConnectionManagerConfig& config_;
   event::TcpSocketPtr socket_;
-  http1::ServerCodec codec_;
+  std::unique_ptr<http1::ServerCodec> codec_;  // from the pool while a request is active
   std::unique_ptr<ActiveStream> stream_;
   std::string pending_input_;   // unparsed bytes (pipelined requests) while a stream is active
   std::string peer_ip_;
-  event::TimerPtr header_timer_;
-  event::TimerPtr idle_timer_;
-  event::TimerPtr resume_timer_;
+  event::TimerPtr timer_;  // one timer: header timeout, idle timeout or deferred resume
+  TimerMode timer_mode_{TimerMode::None};
   uint32_t read_disable_count_{0};
   bool closed_{false};
   bool close_after_stream_{false};

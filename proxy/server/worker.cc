@@ -156,6 +156,7 @@ public:
   http::FilterChainFactory& filterChainFactory() override { return *this; }
   bool draining() const override { return worker_.draining(); }
   void onLocalReply(std::string_view reason) override { worker_.countLocalReply(reason); }
+  http::http1::ServerCodecPool& codecPool() override { return worker_.codecPool(); }
 
   void onStreamComplete(const http::StreamInfo& info, const http::RequestHead& head) override {
     auto end = std::chrono::steady_clock::now();

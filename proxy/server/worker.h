@@ -14,6 +14,7 @@
 
 #include "proxy/event/dispatcher.h"
 #include "proxy/http/access_log.h"
+#include "proxy/http/http1/codec_pool.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/conn_pool.h"
@@ -58,6 +59,7 @@ public:
   upstream::WorkerClusterSharedPtr cluster(const std::string& name);
   bool draining() const { return draining_; }
   void countLocalReply(std::string_view reason);
+  http::http1::ServerCodecPool& codecPool() { return codec_pool_; }
   void connectionOpened() { active_connections_.fetch_add(1, std::memory_order_relaxed); }
   void connectionClosed() { active_connections_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -78,6 +80,7 @@ private:
   std::vector<std::unique_ptr<WorkerListener>> retired_listeners_;  // draining after a reload
   std::unordered_map<std::string_view, stats::Counter*> local_replies_;
   std::atomic<uint64_t> active_connections_{0};
+  http::http1::ServerCodecPool codec_pool_;
   bool draining_{false};
 };
 

@@ -42,14 +42,24 @@ def deadline(seconds):
     return seconds * SLOW
 
 
+_issued_ports = set()
+
+
 def free_port():
-    """A port that was free on 127.0.0.1 a moment ago (bind :0, read, close)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A port that was free on 127.0.0.1 a moment ago (bind :0, read, close). Never returns the
+    same port twice in one test process: the kernel happily hands out a just-closed port again,
+    which would give e.g. the listener and the probes the same address."""
+    for _ in range(1000):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _issued_ports:
+            _issued_ports.add(port)
+            return port
+    raise RuntimeError("no unused free port found")
 
 
 def write_config(tmpdir, yaml_text, name="levee.yaml"):
@@ -399,7 +409,8 @@ class Levee:
     """The levee binary under test."""
 
     def __init__(self, config_path, probes_port, admin_port=None, concurrency=1,
-                 log_level="info", workdir=None, extra_args=()):
+                 log_level="info", workdir=None, extra_args=(), env=None):
+        self.extra_env = dict(env or {})
         self.config_path = config_path
         self.probes_port = probes_port
         self.admin_port = admin_port
@@ -419,6 +430,7 @@ class Levee:
         if not os.access(LEVEE_BIN, os.X_OK):
             raise unittest.SkipTest("levee binary not found at %s (set LEVEE_BIN)" % LEVEE_BIN)
         env = dict(os.environ)  # ASAN_OPTIONS etc. pass through unchanged
+        env.update(self.extra_env)
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=self._out, stderr=self._err,
@@ -667,14 +679,28 @@ class LeveeTestCase(unittest.TestCase):
             except Exception as e:  # noqa: BLE001
                 sys.stderr.write("stopping %r failed: %r\n" % (p, e))
         self._procs = []
+        sanitizer_reports = []
+        for lv in self._levees:
+            try:
+                err = lv.stderr_text()
+            except OSError:
+                continue
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                           "runtime error:", "WARNING: ThreadSanitizer"):
+                if marker in err:
+                    i = err.index(marker)
+                    sanitizer_reports.append(err[max(0, i - 200):i + 3000])
         failed = self._outcome_failed()
         if failed:
             for lv in self._levees:
                 sys.stderr.write("\n--- levee stderr (%s) ---\n%s\n" % (
                     self.id(), tail(lv.stderr_path, 3000)))
             sys.stderr.write("kept test dir: %s\n" % self.tmp)
-        elif not os.environ.get("LEVEE_TEST_KEEP"):
+        elif not os.environ.get("LEVEE_TEST_KEEP") and not sanitizer_reports:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if sanitizer_reports:
+            raise AssertionError("sanitizer report in levee stderr (dir %s):\n%s"
+                                 % (self.tmp, sanitizer_reports[0]))
 
     def _outcome_failed(self):
         outcome = getattr(self, "_outcome", None)
@@ -701,10 +727,10 @@ class LeveeTestCase(unittest.TestCase):
         return n
 
     def start_levee(self, yaml_text, probes_port, admin_port=None, concurrency=1,
-                    wait=True, name="levee.yaml"):
+                    wait=True, name="levee.yaml", env=None):
         cfg = write_config(self.tmp, yaml_text, name)
         lv = Levee(cfg, probes_port, admin_port, concurrency=concurrency,
-                   workdir=tempfile.mkdtemp(prefix="levee-", dir=self.tmp))
+                   workdir=tempfile.mkdtemp(prefix="levee-", dir=self.tmp), env=env)
         self._procs.append(lv)
         self._levees.append(lv)
         lv.start()
@@ -767,11 +793,12 @@ class LeveeTestCase(unittest.TestCase):
              tcp_listener, upstream_addr, upstream_extra, tcp_upstream, extra)
         return yaml, ports
 
-    def levee_with_upstream(self, concurrency=1, **kw):
+    def levee_with_upstream(self, concurrency=1, env=None, **kw):
         """Starts one test upstream and levee in front of it. Returns (levee, upstream, ports)."""
         up = self.start_upstream("app")
         yaml, ports = self.simple_policy(up.address, **kw)
-        lv = self.start_levee(yaml, ports["probes"], ports["admin"], concurrency=concurrency)
+        lv = self.start_levee(yaml, ports["probes"], ports["admin"], concurrency=concurrency,
+                              env=env)
         return lv, up, ports
 
     # -- assertions ----------------------------------------------------------------------------

@@ -20,7 +20,8 @@ socket listens. Keep-alive by default (HTTP/1.1), pipelining works. Behaviour by
   /slow/MS           waits MS milliseconds, then 200 JSON
   /status/N          status N, small JSON body (none for 1xx/204/304; HEAD never has a body)
   /reset             closes with SO_LINGER 0 (RST) without answering
-  /reset-mid         headers with Content-Length 100000, 1000 body bytes, then RST
+  /reset-mid         headers with Content-Length 100000, 1000 body bytes, then (200 ms
+                     after the bytes were acknowledged) RST
   /continue          with "Expect: 100-continue": "100 Continue" before reading the body;
                      then 200 {"body_len","body_sha256","expect_seen"}
   /ws                Upgrade: websocket -> 101 with Sec-WebSocket-Accept (RFC 6455), then echoes
@@ -411,6 +412,9 @@ class Connection:
                                             ("Content-Length", "100000")]))
             self.send(pattern_bytes(0, 1000))
             self.wait_flushed()
+            # Give the proxy time to read what was sent: an RST that arrives first may purge
+            # unread data from its receive queue (seen with gVisor's netstack).
+            time.sleep(0.2)
             self.rst()
             return False
         if path == "/continue":

@@ -28,11 +28,10 @@ Codec* self(llhttp_t* p) {
 
 struct ServerCodec::Parser {
   llhttp_t parser;
-  llhttp_settings_t settings;
 };
 
 ServerCodec::ServerCodec(ServerCodecCallbacks& cb, const CodecLimits& limits)
-    : parser_(std::make_unique<Parser>()), cb_(cb), limits_(limits) {
+    : parser_(std::make_unique<Parser>()), cb_(&cb), limits_(limits) {
   static const llhttp_settings_t kSettings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
@@ -49,16 +48,39 @@ ServerCodec::ServerCodec(ServerCodecCallbacks& cb, const CodecLimits& limits)
     s.on_message_complete = [](llhttp_t* p) { return self<ServerCodec>(p)->onMessageComplete(); };
     return s;
   }();
-  parser_->settings = kSettings;
-  llhttp_init(&parser_->parser, HTTP_REQUEST, &parser_->settings);
+  // One settings table for all parsers (llhttp only reads it).
+  llhttp_init(&parser_->parser, HTTP_REQUEST, &kSettings);
   parser_->parser.data = this;
+  settings_ = &kSettings;
 }
 
 ServerCodec::~ServerCodec() = default;
 
+void ServerCodec::reset(ServerCodecCallbacks& cb, const CodecLimits& limits) {
+  cb_ = &cb;
+  limits_ = limits;
+  llhttp_init(&parser_->parser, HTTP_REQUEST, static_cast<const llhttp_settings_t*>(settings_));
+  parser_->parser.data = this;
+  head_.clear();
+  header_bytes_ = 0;
+  body_bytes_ = 0;
+  last_was_value_ = false;
+  in_head_ = false;
+  in_message_ = false;
+  has_body_ = false;
+  paused_ = false;
+  upgraded_ = false;
+  stopped_ = false;
+  errored_ = false;
+  scanning_head_ = true;
+  scan_cr_after_lf_ = false;
+  scan_prev_ = 0;
+  scan_lines_ = 0;
+}
+
 int ServerCodec::fail(int status, std::string_view reason, std::string detail) {
   errored_ = true;
-  cb_.onCodecError(CodecError{status, reason, std::move(detail)});
+  cb_->onCodecError(CodecError{status, reason, std::move(detail)});
   return -1;
 }
 
@@ -155,7 +177,7 @@ int ServerCodec::onHeadersComplete() {
     return fail(413, "body_too_large", "content-length above the limit");
   }
   has_body_ = head_.chunked || head_.content_length > 0;
-  cb_.onRequestHead(head_, !has_body_);
+  cb_->onRequestHead(head_, !has_body_);
   if (stopped_) {
     return -1;
   }
@@ -167,14 +189,14 @@ int ServerCodec::onBody(const char* at, size_t len) {
   if (limits_.max_body_bytes != 0 && body_bytes_ > limits_.max_body_bytes) {
     return fail(413, "body_too_large", "request body above the limit");
   }
-  cb_.onRequestBody(at, len);
+  cb_->onRequestBody(at, len);
   return stopped_ ? -1 : 0;
 }
 
 int ServerCodec::onMessageComplete() {
   in_message_ = false;
   if (has_body_) {
-    cb_.onRequestBodyEnd();
+    cb_->onRequestBodyEnd();
   }
   if (stopped_) {
     return -1;
@@ -243,7 +265,7 @@ size_t ServerCodec::dispatch(const char* data, size_t len) {
   }
   if (!errored_ && !stopped_) {
     errored_ = true;
-    cb_.onCodecError(CodecError{400, "bad_request",
+    cb_->onCodecError(CodecError{400, "bad_request",
                                 std::string(llhttp_errno_name(err)) + ": " +
                                     llhttp_get_error_reason(&parser_->parser)});
   }
@@ -261,7 +283,6 @@ void ServerCodec::resume() {
 
 struct ClientCodec::Parser {
   llhttp_t parser;
-  llhttp_settings_t settings;
 };
 
 ClientCodec::ClientCodec(ClientCodecCallbacks& cb, uint32_t max_header_bytes)
@@ -282,8 +303,7 @@ ClientCodec::ClientCodec(ClientCodecCallbacks& cb, uint32_t max_header_bytes)
     s.on_message_complete = [](llhttp_t* p) { return self<ClientCodec>(p)->onMessageComplete(); };
     return s;
   }();
-  parser_->settings = kSettings;
-  llhttp_init(&parser_->parser, HTTP_RESPONSE, &parser_->settings);
+  llhttp_init(&parser_->parser, HTTP_RESPONSE, &kSettings);
   parser_->parser.data = this;
 }
 

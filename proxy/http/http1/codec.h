@@ -44,6 +44,8 @@ public:
   ~ServerCodec();
   ServerCodec(const ServerCodec&) = delete;
   ServerCodec& operator=(const ServerCodec&) = delete;
+  // Makes a pooled codec as good as new for another connection (buffers keep their capacity).
+  void reset(ServerCodecCallbacks& cb, const CodecLimits& limits);
 
   // Parses as much as it can. Returns bytes consumed: fewer than `len` when the codec paused
   // after a complete request (pipelining: the caller keeps the rest and calls resume()+dispatch
@@ -76,7 +78,8 @@ private:
 
   struct Parser;
   std::unique_ptr<Parser> parser_;
-  ServerCodecCallbacks& cb_;
+  const void* settings_{nullptr};
+  ServerCodecCallbacks* cb_;
   CodecLimits limits_;
   RequestHead head_;
   uint64_t header_bytes_{0};
