@@ -26,9 +26,14 @@ RUN bash /tmp/install-deps.sh --runtime && rm -rf /var/lib/apt/lists/* /tmp/inst
  && useradd --system --uid 1337 --gid 1337 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin levee
 COPY --from=build /out/levee /usr/local/bin/levee
-COPY config/examples/quickstart.yaml /etc/levee/policy.yaml
 # Fail the build if the binary needs a shared library that --runtime did not install.
 RUN ! ldd /usr/local/bin/levee | grep -q 'not found' && /usr/local/bin/levee version
+COPY config/examples/quickstart.yaml /etc/levee/policy.yaml
+# quickstart.yaml binds loopback, which `docker run -p` cannot reach: the data listener and the
+# probes bind all interfaces in the image. The admin API stays on loopback (use `docker exec`).
+RUN sed -i -e 's/127\.0\.0\.1:15006/0.0.0.0:15006/' -e 's/127\.0\.0\.1:15021/0.0.0.0:15021/' \
+      /etc/levee/policy.yaml \
+ && /usr/local/bin/levee validate /etc/levee/policy.yaml
 USER 1337:1337
 EXPOSE 15006 15021 15000
 ENTRYPOINT ["/usr/local/bin/levee"]

@@ -95,9 +95,11 @@ fi
 
 variant normal build
 if ((!quick)); then
+  # LEVEE_TEST_SLOW stretches the integration tests' deadlines for the slower sanitizer binary.
   variant asan build-asan \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    LEVEE_TEST_SLOW="${LEVEE_TEST_SLOW:-3}"
 fi
 
 banner "summary"
