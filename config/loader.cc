@@ -70,9 +70,34 @@ void parseProbes(LoadContext& ctx, const Node* node, ProbesConfig& probes) {
     ctx.addBoundAddress(BoundAddress{probes.address, "probes (default address)", 0, 0, ""});
     return;
   }
-  MapReader m(ctx, *node, "probes", "probes", {"address"});
+  MapReader m(ctx, *node, "probes", "probes", {"address", "ready_requires"});
   if (m.ok()) {
     readBoundAddress(ctx, m, "probes", probes.address);
+  }
+  const Node* required = m.find("ready_requires");
+  const std::string path = m.path("ready_requires");
+  if (required == nullptr || !detail::expectSequence(ctx, *required, path)) {
+    return;
+  }
+  // Each name is checked against `upstreams` in crossValidate (any protocol will do).
+  std::map<std::string, size_t> seen;  // name -> index of its first listing
+  for (size_t i = 0; i < required->items.size(); ++i) {
+    const Node& item = required->items[i];
+    const std::string item_path = detail::indexPath(path, i);
+    std::string name;
+    if (!detail::readString(ctx, item, item_path, name)) {
+      continue;
+    }
+    const auto [first, inserted] = seen.emplace(name, i);
+    if (!inserted) {
+      ctx.error(item, item_path,
+                "duplicate upstream " + quoteText(name) + " (first listed at " +
+                    detail::indexPath(path, first->second) + ")");
+      continue;
+    }
+    probes.ready_requires.push_back(name);
+    ctx.addReference(detail::UpstreamReference{std::move(name), std::nullopt, "ready_requires",
+                                               item.line, item.column, item_path});
   }
 }
 
@@ -234,12 +259,12 @@ void crossValidate(LoadContext& ctx, const Policy& policy, bool upstreams_usable
                                         : " (known upstreams: " + known + ")"));
       continue;
     }
-    if (it->second.protocol != ref.required) {
+    if (ref.required.has_value() && it->second.protocol != *ref.required) {
       ctx.crossError(
           ref.line, ref.column, ref.path,
           "upstream " + quoteText(ref.name) + " has protocol " +
               std::string(protocolName(it->second.protocol)) + ", but a " + ref.used_by +
-              " needs an upstream with protocol: " + std::string(protocolName(ref.required)));
+              " needs an upstream with protocol: " + std::string(protocolName(*ref.required)));
     }
   }
   const std::vector<BoundAddress>& bound = ctx.boundAddresses();

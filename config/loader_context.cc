@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -12,7 +13,7 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 18> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 10> kNotSupportedYet{{
     {"policy", "degradation", ""},
     {"policy", "companion", ""},
     {"listener", "tls", ""},
@@ -20,17 +21,9 @@ constexpr std::array<NotSupportedYet, 18> kNotSupportedYet{{
     {"route", "rate_limit", ""},
     {"route", "fallback", ""},
     {"route", "fault", ""},
-    {"upstream", "circuit_breaker", ""},
-    {"upstream", "outlier_detection", ""},
-    {"upstream", "health_check", ""},
-    {"upstream", "failover", ""},
-    {"upstream", "hash_on", ""},
     {"upstream", "endpoints_from", ""},
-    {"upstream", "load_balancer", "random"},
-    {"upstream", "load_balancer", "hash"},
     {"upstream", "protocol", "http2"},
     {"metrics", "slo", ""},
-    {"probes", "ready_requires", ""},
 }};
 
 // Optimal string alignment distance (Levenshtein plus adjacent transpositions: "tiemout").
@@ -109,6 +102,32 @@ std::string indexPath(std::string_view parent, size_t index) {
 }
 
 std::string quoteText(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+bool isToken(std::string_view s) {
+  if (s.empty()) {
+    return false;
+  }
+  return std::ranges::all_of(s, [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  std::ranges::transform(out, out.begin(), [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
+  return out;
+}
+
+std::string toUpper(std::string_view s) {
+  std::string out(s);
+  std::ranges::transform(out, out.begin(), [](char c) {
+    return static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  });
+  return out;
+}
 
 const Node* findValue(const Node& map, std::string_view key) {
   for (const MapEntry& entry : map.entries) {

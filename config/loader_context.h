@@ -1,10 +1,12 @@
 #pragma once
 // Internal to config/: the error collector and typed readers shared by the loader's sections
-// (loader.cc, loader_listeners.cc, loader_upstreams.cc). Not part of the public API.
+// (loader.cc, loader_listeners.cc, loader_upstreams.cc, loader_resilience.cc). Not part of the
+// public API.
 
 #include <cstdint>
 #include <initializer_list>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,11 +36,15 @@ std::string closestMatch(std::string_view word, std::span<const std::string_view
 std::string childPath(std::string_view parent, std::string_view key);  // "a.b" (or "b")
 std::string indexPath(std::string_view parent, size_t index);          // "a[3]"
 std::string quoteText(std::string_view s);                             // "\"s\""
+bool isToken(std::string_view s);  // RFC 9110 token (method names, header and cookie names)
+std::string toLower(std::string_view s);
+std::string toUpper(std::string_view s);
 
-// Where a name must resolve to an upstream of a given protocol (checked after all sections).
+// Where a name must resolve to an upstream, of a given protocol when `required` is set (checked
+// after all sections).
 struct UpstreamReference {
   std::string name;
-  UpstreamProtocol required;
+  std::optional<UpstreamProtocol> required;  // nullopt: any protocol (probes.ready_requires)
   std::string used_by;  // "route", "tcp listener": for the message
   int line{0};
   int column{0};
@@ -162,5 +168,17 @@ void parseListeners(LoadContext& ctx, const Node& node, const std::string& path,
                     std::vector<Listener>& out);
 void parseUpstreams(LoadContext& ctx, const Node& node, const std::string& path,
                     std::map<std::string, Upstream>& out);
+
+// The resilience blocks of one upstream (loader_resilience.cc). Each parses `node` (the value of
+// the key) into `out`; the caller has already checked that the block applies to the upstream.
+void parseHashOn(LoadContext& ctx, const Node& node, const std::string& path, HashOn& out);
+void parseCircuitBreaker(LoadContext& ctx, const Node& node, const std::string& path,
+                         CircuitBreakerConfig& out);
+void parseOutlierDetection(LoadContext& ctx, const Node& node, const std::string& path,
+                           OutlierDetectionConfig& out);
+void parseHealthCheck(LoadContext& ctx, const Node& node, const std::string& path,
+                      HealthCheckConfig& out);
+void parseFailover(LoadContext& ctx, const Node& node, const std::string& path,
+                   FailoverConfig& out);
 
 }  // namespace levee::config::detail

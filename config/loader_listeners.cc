@@ -14,33 +14,6 @@ namespace {
 
 constexpr size_t kMaxRegexLength = 1024;
 
-// RFC 9110 token characters (method names, header field names).
-bool isToken(std::string_view s) {
-  if (s.empty()) {
-    return false;
-  }
-  return std::ranges::all_of(s, [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  });
-}
-
-std::string toLower(std::string_view s) {
-  std::string out(s);
-  std::ranges::transform(out, out.begin(), [](char c) {
-    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  });
-  return out;
-}
-
-std::string toUpper(std::string_view s) {
-  std::string out(s);
-  std::ranges::transform(out, out.begin(), [](char c) {
-    return static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  });
-  return out;
-}
-
 // std::regex reports a bad pattern by throwing; the exception is caught right here and becomes a
 // message (no exception leaves config/). The router compiles the pattern again, once per snapshot.
 std::string regexError(const std::string& pattern) {

@@ -353,7 +353,7 @@ drain: { delay: 30s, grace: 5s }
           "\"127.0.0.1:8080\" (first listed at upstreams.app.endpoints[0])",
           "p.yaml:22:15: upstreams.app.protocol: expected one of http1, tcp, got \"grpc\"",
           "p.yaml:23:20: upstreams.app.load_balancer: expected one of round_robin, "
-          "least_request, got \"round_robbin\" (did you mean \"round_robin\"?)",
+          "least_request, random, hash, got \"round_robbin\" (did you mean \"round_robin\"?)",
           "p.yaml:24:32: upstreams.app.limits.max_connections: expected an integer >= 1, got "
           "\"0\"",
           "p.yaml:24:48: upstreams.app.limits.max_pending: expected an integer >= 1, got "
@@ -662,6 +662,46 @@ TEST(LoaderTest, QuickstartExampleLoads) {
   EXPECT_EQ(milliseconds(1000), demo.connect_timeout);
   EXPECT_EQ("stdout", p.access_log.path);
   EXPECT_EQ("json", p.access_log.format);
+}
+
+// DESIGN.md section 5's `app` upstream, verbatim: every resilience block of the example loads.
+TEST(LoaderTest, DesignUpstreamExampleLoads) {
+  const Policy p = load(std::string(kMinimal.substr(0, kMinimal.find("upstreams:"))) + R"(upstreams:
+  app:
+    endpoints:
+      - { address: 127.0.0.1:8080, priority: 0, weight: 1 }    # priority 1.. = failover groups
+      - { address: app.secondary.svc:8080, priority: 1 }
+    protocol: http1                          # http1 | http2 | tcp
+    connect_timeout: 1s
+    idle_timeout: 60s
+    load_balancer: least_request             # round_robin | least_request | random | hash
+    limits: { max_connections: 1024, max_pending: 1024, max_requests: 1024 }
+    circuit_breaker:
+      failure_on: [5xx, connect-failure, reset, timeout]
+      consecutive_failures: 5
+      failure_rate: { threshold_percent: 50, minimum_requests: 20, window: 10s }
+      slow_call: { duration: 2s, threshold_percent: 80 }
+      open_for: 30s                          # doubles on each re-open, up to max_open_for
+      max_open_for: 5m
+      half_open: { permitted: 3, successes_to_close: 2, max_wait: 10s }
+      mode: enforce                          # enforce | shadow
+    outlier_detection: { consecutive_failures: 5, interval: 10s, base_ejection: 30s, max_ejection_percent: 50 }
+    health_check: { path: /healthz, interval: 5s, timeout: 1s, unhealthy_threshold: 3, healthy_threshold: 2 }
+    failover: { min_healthy_percent: 70 }    # spill to the next priority below this
+probes: { ready_requires: [app] }
+)");
+  const Upstream& app = p.upstreams.at("app");
+  EXPECT_TRUE(app.circuit_breaker.enabled);
+  EXPECT_EQ(5u, app.circuit_breaker.consecutive_failures);
+  EXPECT_EQ(50u, app.circuit_breaker.failure_rate_threshold_percent);
+  EXPECT_EQ(milliseconds(2000), app.circuit_breaker.slow_call_duration);
+  EXPECT_FALSE(app.circuit_breaker.shadow);
+  EXPECT_TRUE(app.outlier_detection.enabled);
+  EXPECT_EQ(milliseconds(30000), app.outlier_detection.base_ejection);
+  EXPECT_TRUE(app.health_check.enabled);
+  EXPECT_EQ("/healthz", app.health_check.path);
+  EXPECT_EQ(70u, app.failover.min_healthy_percent);
+  EXPECT_THAT(p.probes.ready_requires, ElementsAre("app"));
 }
 
 // The example of docs/policy.md "Errors", kept in step with the loader.

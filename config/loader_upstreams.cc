@@ -1,6 +1,9 @@
-// The `upstreams:` section: name -> endpoints, protocol, timeouts, load balancer, limits.
+// The `upstreams:` section: name -> endpoints, protocol, timeouts, load balancer, limits. The
+// resilience blocks (circuit_breaker, outlier_detection, health_check, ...) are in
+// loader_resilience.cc.
 
 #include <limits>
+#include <string_view>
 
 #include "config/loader_context.h"
 
@@ -66,11 +69,58 @@ void parseUpstreamLimits(LoadContext& ctx, const Node& node, const std::string& 
   m.uint32("max_requests", 1, kMaxUint32, limits.max_requests);
 }
 
+std::string_view loadBalancerName(LoadBalancerKind kind) {
+  switch (kind) {
+    case LoadBalancerKind::RoundRobin:
+      return "round_robin";
+    case LoadBalancerKind::LeastRequest:
+      return "least_request";
+    case LoadBalancerKind::Random:
+      return "random";
+    case LoadBalancerKind::Hash:
+      return "hash";
+  }
+  return "?";
+}
+
+// `load_balancer` and `hash_on`. `protocol_known`: upstream.protocol was read without error.
+void parseLoadBalancing(LoadContext& ctx, const MapReader& m, bool protocol_known,
+                        Upstream& upstream) {
+  const Node* lb = m.find("load_balancer");
+  const bool lb_known =
+      lb == nullptr || m.choice("load_balancer",
+                                {{"round_robin", LoadBalancerKind::RoundRobin},
+                                 {"least_request", LoadBalancerKind::LeastRequest},
+                                 {"random", LoadBalancerKind::Random},
+                                 {"hash", LoadBalancerKind::Hash}},
+                                upstream.load_balancer);
+  const bool is_hash = upstream.load_balancer == LoadBalancerKind::Hash;
+  if (lb_known && is_hash && protocol_known && upstream.protocol == UpstreamProtocol::Tcp) {
+    ctx.error(*lb, m.path("load_balancer"),
+              "load_balancer \"hash\" applies to http1 upstreams only (this upstream is tcp: it "
+              "has no path, header or cookie to hash on; use round_robin, least_request or "
+              "random)");
+  }
+  const Node* hash_on = m.find("hash_on");
+  if (hash_on == nullptr) {
+    return;  // load_balancer: hash alone hashes on the path
+  }
+  if (lb_known && !is_hash) {
+    ctx.error(*hash_on, m.path("hash_on"),
+              "hash_on needs load_balancer: hash (load_balancer is " +
+                  std::string(loadBalancerName(upstream.load_balancer)) +
+                  (lb == nullptr ? ", the default)" : ")"));
+    return;
+  }
+  parseHashOn(ctx, *hash_on, m.path("hash_on"), upstream.hash_on);
+}
+
 void parseUpstream(LoadContext& ctx, const Node& node, const std::string& path,
                    Upstream& upstream) {
   MapReader m(ctx, node, path, "upstream",
               {"endpoints", "protocol", "connect_timeout", "idle_timeout", "load_balancer",
-               "limits", "dns_refresh"});
+               "hash_on", "limits", "circuit_breaker", "outlier_detection", "health_check",
+               "failover", "dns_refresh"});
   if (!m.ok()) {
     return;
   }
@@ -79,16 +129,36 @@ void parseUpstream(LoadContext& ctx, const Node& node, const std::string& path,
   } else if (const Node* endpoints = m.require("endpoints")) {
     parseEndpoints(ctx, *endpoints, m.path("endpoints"), upstream.endpoints);
   }
-  m.choice("protocol", {{"http1", UpstreamProtocol::Http1}, {"tcp", UpstreamProtocol::Tcp}},
-           upstream.protocol);
+  // Checks that depend on the protocol are skipped when it is wrong (its error is enough).
+  const bool protocol_known =
+      m.find("protocol") == nullptr ||
+      m.choice("protocol", {{"http1", UpstreamProtocol::Http1}, {"tcp", UpstreamProtocol::Tcp}},
+               upstream.protocol);
   m.duration("connect_timeout", upstream.connect_timeout);
   m.duration("idle_timeout", upstream.idle_timeout);
-  m.choice("load_balancer",
-           {{"round_robin", LoadBalancerKind::RoundRobin},
-            {"least_request", LoadBalancerKind::LeastRequest}},
-           upstream.load_balancer);
+  parseLoadBalancing(ctx, m, protocol_known, upstream);
   if (const Node* limits = m.find("limits")) {
     parseUpstreamLimits(ctx, *limits, m.path("limits"), upstream.limits);
+  }
+  if (const Node* breaker = m.find("circuit_breaker")) {
+    parseCircuitBreaker(ctx, *breaker, m.path("circuit_breaker"), upstream.circuit_breaker);
+  }
+  if (const Node* outlier = m.find("outlier_detection")) {
+    parseOutlierDetection(ctx, *outlier, m.path("outlier_detection"),
+                          upstream.outlier_detection);
+  }
+  if (const Node* health = m.find("health_check")) {
+    if (protocol_known && upstream.protocol == UpstreamProtocol::Tcp) {
+      ctx.error(*health, m.path("health_check"),
+                "\"health_check\" applies to http1 upstreams only (this upstream is tcp; "
+                "outlier_detection ejects tcp endpoints on connect failures, resets and "
+                "timeouts)");
+    } else {
+      parseHealthCheck(ctx, *health, m.path("health_check"), upstream.health_check);
+    }
+  }
+  if (const Node* failover = m.find("failover")) {
+    parseFailover(ctx, *failover, m.path("failover"), upstream.failover);
   }
   m.duration("dns_refresh", upstream.dns_refresh);
 }

@@ -30,6 +30,7 @@ struct AdminConfig {
 
 struct ProbesConfig {
   SocketAddress address{"0.0.0.0", 15021, true};
+  std::vector<std::string> ready_requires;  // upstreams that must have a healthy endpoint
 };
 
 enum class ListenerProtocol { Http, Tcp };
@@ -78,7 +79,70 @@ struct Listener {
 };
 
 enum class UpstreamProtocol { Http1, Http2, Tcp };
-enum class LoadBalancerKind { RoundRobin, LeastRequest };
+enum class LoadBalancerKind { RoundRobin, LeastRequest, Random, Hash };
+
+// `hash_on` for load_balancer: hash (consistent hashing).
+struct HashOn {
+  enum class Kind { Path, Header, Cookie };
+  Kind kind{Kind::Path};
+  std::string name;  // header name (lower-case) or cookie name
+};
+
+// What counts as a failure for the breaker (`failure_on`).
+struct FailureOn {
+  bool status_5xx{true};
+  bool connect_failure{true};
+  bool reset{true};
+  bool timeout{true};
+  std::vector<int> statuses;  // extra statuses listed as numbers (e.g. 429)
+};
+
+// Per upstream, shared by all workers (DESIGN section 5, issue "upstream resilience").
+struct CircuitBreakerConfig {
+  bool enabled{false};                 // present in the policy
+  FailureOn failure_on;
+  uint32_t consecutive_failures{0};    // 0: this trigger is off
+  uint32_t failure_rate_threshold_percent{0};  // 0: off
+  uint32_t failure_rate_minimum_requests{20};
+  Duration failure_rate_window{10000};
+  Duration slow_call_duration{0};      // 0: off
+  uint32_t slow_call_threshold_percent{0};
+  Duration open_for{30000};            // doubles on each consecutive re-open, with jitter
+  Duration max_open_for{300000};
+  uint32_t half_open_permitted{3};
+  uint32_t half_open_successes_to_close{2};
+  Duration half_open_max_wait{10000};  // a probe not finished by then counts as a failure
+  bool shadow{false};                  // mode: shadow -> evaluate and count, never block
+};
+
+struct OutlierDetectionConfig {
+  bool enabled{false};
+  uint32_t consecutive_failures{5};        // consecutive 5xx
+  uint32_t consecutive_local_failures{5};  // consecutive connect failures/resets/timeouts
+  Duration interval{10000};
+  uint32_t failure_percentage{0};          // 0: off; else eject above this % in an interval
+  uint32_t minimum_requests{20};           // per endpoint per interval, for the percentage
+  Duration base_ejection{30000};           // x number of ejections, capped by max_ejection
+  Duration max_ejection{300000};
+  uint32_t max_ejection_percent{50};
+};
+
+struct HealthCheckConfig {
+  bool enabled{false};
+  std::string path{"/healthz"};
+  std::string host;                        // Host header; empty: the endpoint address
+  std::vector<int> expected_statuses;      // empty: 200-399
+  Duration interval{5000};
+  uint32_t jitter_percent{10};
+  Duration timeout{1000};
+  uint32_t unhealthy_threshold{3};
+  uint32_t healthy_threshold{2};
+};
+
+struct FailoverConfig {
+  uint32_t min_healthy_percent{70};        // spill to the next priority below this
+  uint32_t panic_threshold_percent{50};    // below this everywhere: balance across all
+};
 
 struct Endpoint {
   SocketAddress address;
@@ -99,7 +163,12 @@ struct Upstream {
   Duration connect_timeout{1000};
   Duration idle_timeout{60000};
   LoadBalancerKind load_balancer{LoadBalancerKind::RoundRobin};
+  HashOn hash_on;
   UpstreamLimits limits;
+  CircuitBreakerConfig circuit_breaker;
+  OutlierDetectionConfig outlier_detection;
+  HealthCheckConfig health_check;
+  FailoverConfig failover;
   Duration dns_refresh{30000};  // re-resolution period for DNS-named endpoints
 };
 

@@ -91,6 +91,34 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     }
     return json(200, p == "/admin/config" ? ctx.configJson() : ctx.clustersJson());
   }
+  if (p == "/admin/circuit-breakers") {
+    if (!isRead(req)) {
+      return methodNotAllowed("GET, HEAD");
+    }
+    return json(200, ctx.circuitBreakersJson());
+  }
+  constexpr std::string_view kCbPrefix = "/admin/circuit-breakers/";
+  if (p.starts_with(kCbPrefix)) {
+    std::string_view rest = std::string_view(p).substr(kCbPrefix.size());
+    auto slash = rest.find('/');
+    std::string_view action = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+    if (slash == std::string_view::npos || slash == 0 ||
+        (action != "open" && action != "close" && action != "reset")) {
+      return jsonError(404, "use /admin/circuit-breakers/{upstream}/{open|close|reset}");
+    }
+    if (req.method != "POST") {
+      return methodNotAllowed("POST");
+    }
+    if (auto err = checkAuth(ctx, req)) {
+      ctx.audit(req, err->status);
+      return *err;
+    }
+    std::string body;
+    int status = ctx.circuitBreakerAction(std::string(rest.substr(0, slash)), std::string(action), body);
+    AdminResponse r = json(status, std::move(body));
+    ctx.audit(req, r.status);
+    return r;
+  }
   if (p == "/admin/reload" || p == "/admin/drain") {
     if (req.method != "POST") {
       return methodNotAllowed("POST");

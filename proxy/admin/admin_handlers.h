@@ -21,6 +21,11 @@ public:
   virtual void startDrain() = 0;
   // The admin token (empty: mutations refused).
   virtual std::string adminToken() = 0;
+  virtual std::string circuitBreakersJson() = 0;
+  // action: open | close | reset. Returns the HTTP status (200, 404 unknown upstream or no
+  // breaker) and fills a JSON body.
+  virtual int circuitBreakerAction(const std::string& upstream, const std::string& action,
+                                   std::string& body_json) = 0;
   // Audit trail of every mutation (who, what, outcome).
   virtual void audit(const AdminRequest& req, int status) = 0;
 };

@@ -81,8 +81,17 @@ public:
   void exit();
   // Thread-safe: runs `cb` on this dispatcher's thread.
   void post(std::function<void()> cb);
-  // Destroys `obj` at the start of the next loop iteration.
+  // Destroys `obj` at the end of this loop iteration (never on the caller's stack).
   void deferredDelete(DeferredDeletablePtr obj);
+  // Same for any owned object (wrapped in a DeferredDeletable holder).
+  template <typename T>
+  void deferredDeleteAny(std::unique_ptr<T> obj) {
+    struct Holder final : DeferredDeletable {
+      explicit Holder(std::unique_ptr<T> o) : owned(std::move(o)) {}
+      std::unique_ptr<T> owned;
+    };
+    deferredDelete(std::make_unique<Holder>(std::move(obj)));
+  }
   TimerPtr createTimer(std::function<void()> cb) { return std::make_unique<Timer>(*this, std::move(cb)); }
   bool isThreadSafe() const { return std::this_thread::get_id() == thread_id_; }
   // Sets the thread that runs this loop (defaults to the constructing thread).

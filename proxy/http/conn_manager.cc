@@ -95,7 +95,8 @@ public:
     }
   }
 
-  void sendLocalReply(int status, std::string_view reason, std::string_view detail) override {
+  void sendLocalReply(int status, std::string_view reason, std::string_view detail,
+                      uint32_t retry_after_s = 0) override {
     if (response_started_) {
       resetStream();
       return;
@@ -109,7 +110,7 @@ public:
     // as the next request otherwise), or when draining.
     bool close = !request_complete_ || !head_.keep_alive || cm_.config_.draining();
     std::string out;
-    buildLocalReply(out, status, reason, info_.request_id, close, head_.method == "HEAD");
+    buildLocalReply(out, status, reason, info_.request_id, close, head_.method == "HEAD", retry_after_s);
     info_.bytes_sent += out.size();
     response_started_ = true;
     cm_.socket_->write(out);
@@ -475,12 +476,7 @@ void ConnectionManager::writeLocalReply(int status, std::string_view reason,
 void ConnectionManager::onStreamDone(bool close_connection) {
   // Called from inside the stream: retire it after this call stack unwinds.
   if (stream_) {
-    struct Holder : event::DeferredDeletable {
-      std::unique_ptr<ActiveStream> s;
-    };
-    auto holder = std::make_unique<Holder>();
-    holder->s = std::move(stream_);
-    dispatcher_.deferredDelete(std::move(holder));
+    dispatcher_.deferredDeleteAny(std::move(stream_));
   }
   if (close_connection || close_after_stream_ || config_.draining()) {
     closed_ = true;

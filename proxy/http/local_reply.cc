@@ -6,7 +6,8 @@
 namespace levee::http {
 
 void buildLocalReply(std::string& out, int status, std::string_view reason,
-                     std::string_view request_id, bool close_connection, bool head_request) {
+                     std::string_view request_id, bool close_connection, bool head_request,
+                     uint32_t retry_after_s) {
   std::string body;
   json::Writer w(body);
   w.beginObject().key("error").value(reason).key("status").value(status);
@@ -24,7 +25,10 @@ void buildLocalReply(std::string& out, int status, std::string_view reason,
     out.append("\r\nx-request-id: ");
     out.append(request_id);
   }
-  if (status == 503) {
+  if (retry_after_s > 0) {
+    out.append("\r\nretry-after: ");
+    out.append(std::to_string(retry_after_s));
+  } else if (status == 503) {
     out.append("\r\nretry-after: 1");
   }
   if (close_connection) {

@@ -28,6 +28,22 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
     localReply(503, "no_healthy_upstream", "upstream not available");
     return http::FilterHeadersStatus::StopIteration;
   }
+  if (common::CircuitBreaker* br = cluster_->shared().breaker()) {
+    admission_ = br->admit();
+    has_admission_ = true;
+    if (!admission_.allowed) {
+      cluster_->shared().countRejected(/*shadow=*/false);
+    } else if (admission_.would_block) {
+      cluster_->shared().countRejected(/*shadow=*/true);
+    }
+    if (!admission_.allowed) {
+      auto wait = br->snapshot().time_until_half_open;
+      uint32_t secs = static_cast<uint32_t>((wait.count() + 999) / 1000);
+      has_admission_ = false;
+      localReply(503, "breaker_open", "circuit breaker open", std::max<uint32_t>(1, secs));
+      return http::FilterHeadersStatus::StopIteration;
+    }
+  }
   chunked_ = head.chunked;
   head_request_ = head.method == "HEAD";
   http::http1::ForwardedInfo fwd;
@@ -46,7 +62,64 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
 
 void RouterFilter::requestConnection() {
   cb_->streamInfo().attempts++;
-  pending_ = cluster_->newStream(*this, retried_ && host_ ? host_.get() : nullptr);
+  attempt_start_ = std::chrono::steady_clock::now();
+  outcome_recorded_ = false;
+  response_status_ = 0;
+  uint64_t key = cluster_->config().load_balancer == config::LoadBalancerKind::Hash ? hashKey(cb_->requestHead()) : 0;
+  pending_ = cluster_->newStream(*this, retried_ && host_ ? host_.get() : nullptr, key);
+}
+
+uint64_t RouterFilter::hashKey(const http::RequestHead& head) const {
+  const config::HashOn& on = cluster_->config().hash_on;
+  std::string_view v;
+  switch (on.kind) {
+    case config::HashOn::Kind::Path:
+      v = head.path();
+      break;
+    case config::HashOn::Kind::Header:
+      v = head.headers.get(on.name);
+      break;
+    case config::HashOn::Kind::Cookie: {
+      std::string_view cookies = head.headers.get("cookie");
+      size_t pos = 0;
+      while (pos < cookies.size()) {
+        size_t end = cookies.find(';', pos);
+        if (end == std::string_view::npos) {
+          end = cookies.size();
+        }
+        std::string_view kv = cookies.substr(pos, end - pos);
+        while (!kv.empty() && kv.front() == ' ') {
+          kv.remove_prefix(1);
+        }
+        if (kv.size() > on.name.size() && kv.starts_with(on.name) && kv[on.name.size()] == '=') {
+          v = kv.substr(on.name.size() + 1);
+          break;
+        }
+        pos = end + 1;
+      }
+      break;
+    }
+  }
+  return upstream::fnv1a64(v) | 1;  // never 0
+}
+
+void RouterFilter::recordOutcome(upstream::AttemptOutcome outcome, int status) {
+  if (outcome_recorded_) {
+    return;
+  }
+  outcome_recorded_ = true;
+  if (host_ && outcome == upstream::AttemptOutcome::Response) {
+    // Connect failures were recorded for outlier detection by the pool itself.
+    cluster_->recordResult(*host_, outcome, status);
+  } else if (host_ && outcome != upstream::AttemptOutcome::ConnectFailure) {
+    cluster_->recordResult(*host_, outcome, status);
+  }
+  if (has_admission_) {
+    if (common::CircuitBreaker* br = cluster_->shared().breaker()) {
+      auto d = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - attempt_start_);
+      br->onResult(admission_, cluster_->shared().isBreakerFailure(outcome, status), d);
+    }
+  }
 }
 
 void RouterFilter::onPoolReady(upstream::UpstreamConnection& conn) {
@@ -86,6 +159,13 @@ void RouterFilter::onPoolReady(upstream::UpstreamConnection& conn) {
 
 void RouterFilter::onPoolFailure(upstream::PoolFailure reason, std::string_view detail) {
   pending_ = nullptr;
+  if (reason == upstream::PoolFailure::ConnectFailure) {
+    recordOutcome(upstream::AttemptOutcome::ConnectFailure, 0);
+  } else if (reason == upstream::PoolFailure::ConnectTimeout) {
+    recordOutcome(upstream::AttemptOutcome::Timeout, 0);
+  } else {
+    outcome_recorded_ = true;  // not the upstream's fault (overflow / no host): not counted
+  }
   switch (reason) {
     case upstream::PoolFailure::Overflow:
       localReply(503, "upstream_overflow", detail);
@@ -169,6 +249,10 @@ void RouterFilter::onUpstreamInformational(http::ResponseHead& head) { cb_->enco
 
 void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) {
   response_started_ = true;
+  response_status_ = head.status;
+  if (head.status == 101) {
+    recordOutcome(upstream::AttemptOutcome::Response, head.status);
+  }
   if (timeout_timer_ && head.status == 101) {
     timeout_timer_->disable();  // a tunnel has no request deadline
   }
@@ -203,6 +287,9 @@ void RouterFilter::finishExchange(bool reusable) {
   if (timeout_timer_) {
     timeout_timer_->disable();
   }
+  if (reusable) {
+    recordOutcome(upstream::AttemptOutcome::Response, response_status_);
+  }
   if (conn_ != nullptr) {
     upstream::UpstreamConnection* conn = conn_;
     conn_ = nullptr;
@@ -224,6 +311,14 @@ bool RouterFilter::isRetrySafe() const {
 
 void RouterFilter::onUpstreamReset(std::string_view detail, bool response_started) {
   bool reused = conn_ != nullptr && conn_->reuseCount() > 0;
+  // A stale keep-alive connection that gets replayed is not the upstream's failure.
+  bool will_replay = !response_started && !tunnel_ && reused && !retried_ && isRetrySafe() &&
+                     body_sent_ == 0 && request_complete_;
+  if (!will_replay) {
+    recordOutcome(upstream::AttemptOutcome::Reset, 0);
+  } else {
+    outcome_recorded_ = true;
+  }
   conn_ = nullptr;  // the pool retired it
   if (counted_) {
     counted_ = false;
@@ -253,6 +348,7 @@ void RouterFilter::decodeTunnelEof() {
 }
 
 void RouterFilter::onTimeout() {
+  recordOutcome(upstream::AttemptOutcome::Timeout, 0);
   if (pending_ != nullptr) {
     pending_->cancel();
     pending_ = nullptr;
@@ -263,13 +359,25 @@ void RouterFilter::onTimeout() {
   localReply(504, "upstream_timeout", "route timeout");
 }
 
-void RouterFilter::localReply(int status, std::string_view reason, std::string_view detail) {
-  cb_->sendLocalReply(status, reason, detail);
+void RouterFilter::localReply(int status, std::string_view reason, std::string_view detail,
+                              uint32_t retry_after_s) {
+  cb_->sendLocalReply(status, reason, detail, retry_after_s);
 }
 
 void RouterFilter::onDestroy() {
   destroyed_ = true;
   timeout_timer_.reset();
+  if (!outcome_recorded_ && has_admission_) {
+    // The client went away (or the response was cut): say nothing about the upstream's
+    // health, but release a half-open probe slot rather than let it time out.
+    outcome_recorded_ = true;
+    if (common::CircuitBreaker* br = cluster_->shared().breaker()) {
+      if (response_status_ != 0) {
+        auto d = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - attempt_start_);
+        br->onResult(admission_, cluster_->shared().isBreakerFailure(upstream::AttemptOutcome::Response, response_status_), d);
+      }
+    }
+  }
   if (pending_ != nullptr) {
     pending_->cancel();
     pending_ = nullptr;

@@ -9,6 +9,7 @@
 #include "proxy/api/http/filter.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/router/route_table.h"
+#include "proxy/common/circuit_breaker.h"
 #include "proxy/upstream/conn_pool.h"
 
 namespace levee::router {
@@ -55,8 +56,11 @@ private:
   void writeBody(const char* data, size_t len, bool end_stream);
   void onTimeout();
   void finishExchange(bool reusable);
-  void localReply(int status, std::string_view reason, std::string_view detail);
+  void localReply(int status, std::string_view reason, std::string_view detail, uint32_t retry_after_s = 0);
   bool isRetrySafe() const;
+  uint64_t hashKey(const http::RequestHead& head) const;
+  // Reports how the attempt ended to the breaker and outlier detection (once per attempt).
+  void recordOutcome(upstream::AttemptOutcome outcome, int status);
 
   RouterContext& ctx_;
   http::DecoderFilterCallbacks* cb_{nullptr};
@@ -80,6 +84,11 @@ private:
   bool destroyed_{false};
   bool retried_{false};
   bool counted_{false};
+  bool outcome_recorded_{true};
+  int response_status_{0};
+  common::CircuitBreaker::Admission admission_;
+  bool has_admission_{false};
+  std::chrono::steady_clock::time_point attempt_start_;
 };
 
 }  // namespace levee::router

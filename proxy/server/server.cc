@@ -34,7 +34,64 @@ Server::Server(Options options, config::Policy policy)
                                              : std::max(1u, std::thread::hardware_concurrency())),
       store_(concurrency_ + 1) {
   auto p = std::make_shared<const config::Policy>(std::move(policy));
-  snapshot_ = buildSnapshot(p, ++generation_);
+  snapshot_ = buildSnapshot(p, ++generation_, makeUpstreams(*p));
+}
+
+std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> Server::makeUpstreams(const config::Policy& policy) {
+  std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> out;
+  for (const auto& [name, up] : policy.upstreams) {
+    if (snapshot_) {
+      auto it = snapshot_->upstreams.find(name);
+      if (it != snapshot_->upstreams.end() && it->second->sameResilience(up)) {
+        out.emplace(name, it->second);  // breaker and outlier state survive the reload
+        continue;
+      }
+    }
+    out.emplace(name, std::make_shared<upstream::UpstreamShared>(up, time_, store_));
+  }
+  return out;
+}
+
+void Server::restartHealthChecks() {
+  for (const auto& [name, shared] : snapshot_->upstreams) {
+    const config::Upstream& up = snapshot_->policy->upstreams.at(name);
+    upstream::HostHealthSharedPtr h = hosts_ ? hosts_->at(name) : nullptr;
+    auto cur = checked_health_.find(name);
+    bool same = cur != checked_health_.end() && cur->second == h && checkers_.contains(name) &&
+                checkers_[name] != nullptr && up.health_check.enabled;
+    if (same) {
+      continue;
+    }
+    checkers_.erase(name);
+    checked_health_.erase(name);
+    if (!up.health_check.enabled || !h) {
+      continue;
+    }
+    upstream::UpstreamSharedPtr sh = shared;
+    auto checker = std::make_unique<upstream::HealthChecker>(
+        main_, name, up.health_check, h,
+        [this, name](size_t, bool healthy, const std::string&) {
+          store_.counter("levee_health_check_transitions_total", "Endpoint health changes seen by active checks.",
+                         {{"upstream", name}, {"to", healthy ? "healthy" : "unhealthy"}}).inc();
+        },
+        [sh](size_t i, bool passed) {
+          if (passed) {
+            sh->onHealthCheckPassed(i);
+          }
+        });
+    checker->start();
+    checkers_[name] = std::move(checker);
+    checked_health_[name] = h;
+  }
+  // Upstreams that left the policy.
+  for (auto it = checkers_.begin(); it != checkers_.end();) {
+    if (!snapshot_->upstreams.contains(it->first)) {
+      checked_health_.erase(it->first);
+      it = checkers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 Server::~Server() = default;
@@ -51,6 +108,47 @@ void Server::registerMetrics() {
   store_.gaugeCallback("levee_draining", "1 while the process drains (SIGTERM or /admin/drain).",
                        [this](std::vector<std::pair<stats::Labels, double>>& out) {
                          out.push_back({{}, draining_ ? 1.0 : 0.0});
+                       });
+  store_.gaugeCallback("levee_circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+                       [this](std::vector<std::pair<stats::Labels, double>>& out) {
+                         for (const auto& [name, shared] : snapshot_->upstreams) {
+                           if (common::CircuitBreaker* br = shared->breaker()) {
+                             auto st = br->state();
+                             double v = st == common::CircuitBreaker::State::HalfOpen ? 1
+                                        : (st == common::CircuitBreaker::State::Open ||
+                                           st == common::CircuitBreaker::State::ForcedOpen) ? 2 : 0;
+                             out.push_back({{{"upstream", name}}, v});
+                           }
+                         }
+                       });
+  store_.gaugeCallback("levee_circuit_breaker_failure_rate_percent",
+                       "Failure rate over the breaker's sliding window.",
+                       [this](std::vector<std::pair<stats::Labels, double>>& out) {
+                         for (const auto& [name, shared] : snapshot_->upstreams) {
+                           if (common::CircuitBreaker* br = shared->breaker()) {
+                             out.push_back({{{"upstream", name}}, static_cast<double>(br->snapshot().failure_rate_percent)});
+                           }
+                         }
+                       });
+  store_.gaugeCallback("levee_upstream_endpoints", "Endpoints by upstream, priority and state.",
+                       [this](std::vector<std::pair<stats::Labels, double>>& out) {
+                         if (!hosts_) {
+                           return;
+                         }
+                         for (const auto& [name, hh] : *hosts_) {
+                           std::map<std::pair<uint32_t, std::string>, double> counts;
+                           for (size_t i = 0; i < hh->size(); ++i) {
+                             uint32_t pr = hh->hosts()->hosts[i]->priority;
+                             std::string st = !hh->healthy(i) ? "unhealthy" : (hh->ejected(i) ? "ejected" : "healthy");
+                             counts[{pr, "healthy"}] += 0;
+                             counts[{pr, "unhealthy"}] += 0;
+                             counts[{pr, "ejected"}] += 0;
+                             counts[{pr, st}] += 1;
+                           }
+                           for (const auto& [k, v] : counts) {
+                             out.push_back({{{"upstream", name}, {"priority", std::to_string(k.first)}, {"state", k.second}}, v});
+                           }
+                         }
                        });
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
@@ -133,25 +231,36 @@ void Server::rebuildHostSets() {
         }
       }
     }
-    // Keep the previous set object when nothing changed, so workers keep their pools.
+    // Keep the previous set (and its health flags) when nothing changed, so workers keep
+    // their pools and health checks keep their state.
+    upstream::HostHealthSharedPtr health;
     if (hosts_) {
       auto old = hosts_->find(name);
-      if (old != hosts_->end() && old->second->hosts.size() == hs->hosts.size()) {
+      if (old != hosts_->end() && old->second->hosts()->hosts.size() == hs->hosts.size()) {
         bool same = true;
+        const auto& oh = old->second->hosts()->hosts;
         for (size_t i = 0; i < hs->hosts.size(); ++i) {
-          same = same && old->second->hosts[i]->address == hs->hosts[i]->address &&
-                 old->second->hosts[i]->weight == hs->hosts[i]->weight &&
-                 old->second->hosts[i]->priority == hs->hosts[i]->priority;
+          same = same && oh[i]->address == hs->hosts[i]->address && oh[i]->weight == hs->hosts[i]->weight &&
+                 oh[i]->priority == hs->hosts[i]->priority;
         }
         if (same) {
-          sets->emplace(name, old->second);
-          continue;
+          health = old->second;
         }
       }
     }
-    sets->emplace(name, std::move(hs));
+    if (!health) {
+      health = std::make_shared<upstream::HostHealth>(std::move(hs));
+    }
+    auto sh = snapshot_->upstreams.find(name);
+    if (sh != snapshot_->upstreams.end() && sh->second->health() != health) {
+      sh->second->setHealth(health);
+    }
+    sets->emplace(name, std::move(health));
   }
   hosts_ = std::move(sets);
+  if (started_ || !workers_.empty()) {
+    restartHealthChecks();
+  }
   for (auto& w : workers_) {
     w->updateHosts(hosts_);
   }
@@ -253,6 +362,14 @@ int Server::run() {
   }
   dns_timer_ = main_.createTimer([this] { resolveDns(); });
   dns_timer_->enableRepeating(std::chrono::milliseconds(refresh_ms));
+  // Breaker probe deadlines (no stuck half-open), outlier intervals and un-ejections.
+  tick_timer_ = main_.createTimer([this] {
+    for (auto& [name, shared] : snapshot_->upstreams) {
+      shared->tick();
+    }
+  });
+  tick_timer_->enableRepeating(std::chrono::milliseconds(100));
+  restartHealthChecks();
 
   signals_.push_back(std::make_unique<event::SignalWatcher>(main_, SIGTERM, [this] {
     LEVEE_LOG(Main, info, "SIGTERM: draining");
@@ -282,6 +399,8 @@ int Server::run() {
   workers_.clear();
   signals_.clear();
   dns_timer_.reset();
+  tick_timer_.reset();
+  checkers_.clear();
   drain_timer_.reset();
   drain_delay_timer_.reset();
   dns_.reset();
@@ -331,9 +450,10 @@ bool Server::reload(std::string& body_json) {
     w.endArray().endObject();
     return false;
   }
-  snapshot_ = buildSnapshot(policy, ++generation_);
+  snapshot_ = buildSnapshot(policy, ++generation_, makeUpstreams(*policy));
   loadToken();
   rebuildHostSets();
+  restartHealthChecks();
   for (uint32_t i = 0; i < workers_.size(); ++i) {
     workers_[i]->applySnapshot(snapshot_, std::move(fds[i]));
   }
@@ -352,6 +472,19 @@ bool Server::ready(std::string& components) {
   bool ok = started_ && listeners_bound_ && !draining;
   json::Writer w(components);
   w.beginObject();
+  // probes.ready_requires: each named upstream needs at least one usable endpoint.
+  // Liveness never depends on an upstream.
+  for (const auto& name : snapshot_->policy->probes.ready_requires) {
+    size_t usable = 0;
+    if (hosts_) {
+      auto it = hosts_->find(name);
+      if (it != hosts_->end()) {
+        usable = it->second->usableCount();
+      }
+    }
+    w.key("upstream:" + name).value(usable > 0 ? "healthy" : "unhealthy");
+    ok = ok && usable > 0;
+  }
   w.key("config").value(snapshot_ ? "healthy" : "unhealthy");
   w.key("listeners").value(listeners_bound_ ? "healthy" : "unhealthy");
   w.key("lifecycle").value(draining ? "draining" : (started_ ? "running" : "starting"));
@@ -395,21 +528,82 @@ std::string Server::clustersJson() {
       if (hosts_) {
         auto it = hosts_->find(name);
         if (it != hosts_->end()) {
-          for (const auto& h : it->second->hosts) {
-            if (h->configured == ep.address.toString()) {
-              w.value(h->address);
+          const upstream::HostHealth& hh = *it->second;
+          for (size_t i = 0; i < hh.size(); ++i) {
+            const auto& h = hh.hosts()->hosts[i];
+            if (h->configured != ep.address.toString()) {
+              continue;
             }
+            w.beginObject().key("address").value(h->address);
+            w.key("health").value(hh.healthy(i) ? "healthy" : "unhealthy");
+            w.key("ejected").value(hh.ejected(i));
+            w.key("state").value(!hh.healthy(i) ? "unhealthy" : (hh.ejected(i) ? "ejected" : "healthy"));
+            w.endObject();
           }
         }
       }
       w.endArray();
-      w.key("health").value("healthy");  // active checks arrive with the upstream-resilience issue
       w.endObject();
     }
-    w.endArray().endObject();
+    w.endArray();
+    w.key("health_check").value(up.health_check.enabled);
+    w.key("outlier_detection").value(up.outlier_detection.enabled);
+    w.key("failover").beginObject().key("min_healthy_percent").value(up.failover.min_healthy_percent);
+    w.key("panic_threshold_percent").value(up.failover.panic_threshold_percent).endObject();
+    w.endObject();
   }
   w.endArray().endObject();
   return out;
+}
+
+std::string Server::circuitBreakersJson() {
+  std::string out;
+  json::Writer w(out);
+  w.beginObject().key("circuit_breakers").beginArray();
+  for (const auto& [name, shared] : snapshot_->upstreams) {
+    common::CircuitBreaker* br = shared->breaker();
+    if (br == nullptr) {
+      continue;
+    }
+    auto s = br->snapshot();
+    w.beginObject().key("upstream").value(name);
+    w.key("state").value(common::toString(s.state)).key("forced").value(s.forced);
+    w.key("mode").value(s.shadow ? "shadow" : "enforce");
+    w.key("consecutive_failures").value(s.consecutive_failures);
+    w.key("window").beginObject().key("requests").value(s.window.total).key("failures").value(s.window.failures);
+    w.key("slow").value(s.window.slow).endObject();
+    w.key("failure_rate_percent").value(s.failure_rate_percent);
+    w.key("slow_call_rate_percent").value(s.slow_call_rate_percent);
+    w.key("probes_in_flight").value(s.probes_in_flight);
+    w.key("open_for_ms").value(static_cast<int64_t>(s.open_for.count()));
+    w.key("time_until_half_open_ms").value(static_cast<int64_t>(s.time_until_half_open.count()));
+    w.key("rejected_total").value(s.rejected_total).key("would_block_total").value(s.would_block_total);
+    w.key("transitions_total").value(s.transitions_total);
+    w.endObject();
+  }
+  w.endArray().endObject();
+  return out;
+}
+
+int Server::circuitBreakerAction(const std::string& upstream, const std::string& action, std::string& body) {
+  json::Writer w(body);
+  auto it = snapshot_->upstreams.find(upstream);
+  if (it == snapshot_->upstreams.end() || it->second->breaker() == nullptr) {
+    w.beginObject().key("error").value("no circuit breaker for upstream \"" + upstream + "\"").endObject();
+    return 404;
+  }
+  common::CircuitBreaker* br = it->second->breaker();
+  auto before = common::toString(br->state());
+  if (action == "open") {
+    br->forceOpen();
+  } else if (action == "close") {
+    br->forceClose();
+  } else {
+    br->reset();
+  }
+  w.beginObject().key("upstream").value(upstream).key("action").value(action);
+  w.key("before").value(before).key("after").value(common::toString(br->state())).endObject();
+  return 200;
 }
 
 void Server::audit(const admin::AdminRequest& req, int status) {

@@ -17,6 +17,8 @@
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker.h"
 #include "proxy/stats/store.h"
+#include "proxy/common/time_source.h"
+#include "proxy/upstream/health_checker.h"
 
 namespace levee::server {
 
@@ -37,11 +39,15 @@ public:
   void startDrain() override;
   std::string adminToken() override { return admin_token_; }
   void audit(const admin::AdminRequest& req, int status) override;
+  std::string circuitBreakersJson() override;
+  int circuitBreakerAction(const std::string& upstream, const std::string& action, std::string& body) override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
                        std::vector<std::vector<ListenerFd>>& per_worker);
   void registerMetrics();
+  std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> makeUpstreams(const config::Policy& policy);
+  void restartHealthChecks();
   void loadToken();
   void rebuildHostSets();
   void resolveDns();
@@ -49,6 +55,7 @@ private:
   void shutdown();
 
   Options options_;
+  RealTimeSource time_;
   event::Dispatcher main_;
   uint32_t concurrency_;
   stats::Store store_;
@@ -62,6 +69,9 @@ private:
   std::unique_ptr<event::DnsResolver> dns_;
   std::vector<event::SignalWatcherPtr> signals_;
   event::TimerPtr dns_timer_;
+  event::TimerPtr tick_timer_;
+  std::map<std::string, std::unique_ptr<upstream::HealthChecker>> checkers_;
+  std::map<std::string, upstream::HostHealthSharedPtr> checked_health_;  // what each checker watches
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
   std::string admin_token_;

@@ -2,8 +2,11 @@
 
 namespace levee::server {
 
-SnapshotConstSharedPtr buildSnapshot(config::PolicyConstSharedPtr policy, uint64_t generation) {
+SnapshotConstSharedPtr buildSnapshot(
+    config::PolicyConstSharedPtr policy, uint64_t generation,
+    std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> upstreams) {
   auto s = std::make_shared<Snapshot>();
+  s->upstreams = std::move(upstreams);
   s->policy = policy;
   s->loaded_at = std::chrono::system_clock::now();
   s->generation = generation;

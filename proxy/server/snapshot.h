@@ -11,21 +11,28 @@
 #include "config/policy.h"
 #include "proxy/router/route_table.h"
 #include "proxy/upstream/host.h"
+#include "proxy/upstream/host_health.h"
+#include "proxy/upstream/upstream_shared.h"
 
 namespace levee::server {
 
 struct Snapshot {
   config::PolicyConstSharedPtr policy;
   std::vector<router::RouteTableConstSharedPtr> route_tables;  // per listener; null for tcp
+  // Per-upstream resilience state shared by all workers (kept across reloads when unchanged).
+  std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> upstreams;
   std::chrono::system_clock::time_point loaded_at;
   uint64_t generation{0};
 };
 using SnapshotConstSharedPtr = std::shared_ptr<const Snapshot>;
 
-SnapshotConstSharedPtr buildSnapshot(config::PolicyConstSharedPtr policy, uint64_t generation);
+SnapshotConstSharedPtr buildSnapshot(
+    config::PolicyConstSharedPtr policy, uint64_t generation,
+    std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> upstreams);
 
-// Endpoints of every upstream after resolution (IP literals at once, DNS names when answered).
-using HostSets = std::map<std::string, upstream::HostSetConstSharedPtr, std::less<>>;
+// Endpoints of every upstream after resolution (IP literals at once, DNS names when answered),
+// with their shared health flags.
+using HostSets = std::map<std::string, upstream::HostHealthSharedPtr, std::less<>>;
 using HostSetsConstSharedPtr = std::shared_ptr<const HostSets>;
 
 }  // namespace levee::server

@@ -26,6 +26,9 @@ bool sameUpstream(const config::Upstream& a, const config::Upstream& b) {
   }
   return a.protocol == b.protocol && a.connect_timeout == b.connect_timeout &&
          a.idle_timeout == b.idle_timeout && a.load_balancer == b.load_balancer &&
+         a.hash_on.kind == b.hash_on.kind && a.hash_on.name == b.hash_on.name &&
+         a.failover.min_healthy_percent == b.failover.min_healthy_percent &&
+         a.failover.panic_threshold_percent == b.failover.panic_threshold_percent &&
          a.limits.max_connections == b.limits.max_connections &&
          a.limits.max_pending == b.limits.max_pending && a.limits.max_requests == b.limits.max_requests;
 }
@@ -398,11 +401,13 @@ void Worker::rebuildClusters() {
   std::map<std::string, upstream::WorkerClusterSharedPtr, std::less<>> next;
   for (const auto& [name, up] : snapshot_->policy->upstreams) {
     auto it = clusters_.find(name);
-    if (it != clusters_.end() && sameUpstream(it->second->config(), up)) {
+    auto sh = snapshot_->upstreams.find(name);
+    upstream::UpstreamSharedPtr shared = sh == snapshot_->upstreams.end() ? nullptr : sh->second;
+    if (it != clusters_.end() && sameUpstream(it->second->config(), up) && &it->second->shared() == shared.get()) {
       next.emplace(name, it->second);
       continue;
     }
-    upstream::HostSetConstSharedPtr hs;
+    upstream::HostHealthSharedPtr hs;
     if (hosts_) {
       auto h = hosts_->find(name);
       if (h != hosts_->end()) {
@@ -416,7 +421,7 @@ void Worker::rebuildClusters() {
                                   {{"upstream", name}});
     cs.connect_failures = &store_.counter("levee_upstream_connect_failures_total",
                                           "Failed upstream connection attempts.", {{"upstream", name}});
-    next.emplace(name, std::make_shared<upstream::WorkerCluster>(dispatcher_, up, hs, cs));
+    next.emplace(name, std::make_shared<upstream::WorkerCluster>(dispatcher_, up, hs, shared, cs));
     if (it != clusters_.end()) {
       it->second->drain();  // replaced: in-flight requests keep their shared_ptr
     }
@@ -429,7 +434,7 @@ void Worker::updateHosts(HostSetsConstSharedPtr hosts) {
     hosts_ = std::move(hosts);
     for (auto& [name, cl] : clusters_) {
       auto h = hosts_->find(name);
-      if (h != hosts_->end() && h->second != cl->hosts()) {
+      if (h != hosts_->end() && h->second != cl->health()) {
         cl->updateHosts(h->second);
       }
     }

@@ -3,12 +3,33 @@
 #include <uv.h>  // uv_err_name only
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "proxy/common/logger.h"
 #include "proxy/network/address.h"
 
 namespace levee::upstream {
+
+uint64_t fnv1a64(std::string_view s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+uint64_t hashCombine(uint64_t a, uint64_t b) {
+  // splitmix64 finalizer over the pair: well mixed, stable across builds and processes.
+  uint64_t x = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
 
 struct WorkerCluster::Pending final : public Cancellable {
   WorkerCluster* cluster{nullptr};
@@ -207,10 +228,10 @@ void UpstreamConnection::onCodecError(const http::http1::CodecError& error) {
 // === impl WorkerCluster ===
 
 WorkerCluster::WorkerCluster(event::Dispatcher& dispatcher, const config::Upstream& config,
-                             HostSetConstSharedPtr hosts, ClusterStats stats)
-    : dispatcher_(dispatcher), config_(config), stats_(stats),
-      lr_(std::random_device{}()) {
-  updateHosts(std::move(hosts));
+                             HostHealthSharedPtr health, UpstreamSharedPtr shared, ClusterStats stats)
+    : dispatcher_(dispatcher), config_(config), shared_(std::move(shared)), stats_(stats),
+      lr_(std::random_device{}()), rng_(std::random_device{}()) {
+  updateHosts(std::move(health));
 }
 
 WorkerCluster::~WorkerCluster() {
@@ -223,10 +244,10 @@ WorkerCluster::~WorkerCluster() {
   }
 }
 
-void WorkerCluster::updateHosts(HostSetConstSharedPtr hosts) {
-  hosts_ = hosts ? std::move(hosts) : std::make_shared<const HostSet>();
+void WorkerCluster::updateHosts(HostHealthSharedPtr health) {
+  health_ = health ? std::move(health) : std::make_shared<HostHealth>(std::make_shared<const HostSet>());
   std::vector<HostState> next;
-  for (const auto& h : hosts_->hosts) {
+  for (const auto& h : health_->hosts()->hosts) {
     HostState st;
     st.host = h;
     for (auto& old : states_) {
@@ -246,8 +267,6 @@ void WorkerCluster::updateHosts(HostSetConstSharedPtr hosts) {
     }
   }
   states_ = std::move(next);
-  // Priority groups (failover) are the upstream-resilience issue's; here the lowest priority
-  // present is used.
   lb_hosts_.assign(states_.size(), LbHost{});
 }
 
@@ -260,39 +279,160 @@ WorkerCluster::HostState* WorkerCluster::stateFor(const Host& host) {
   return nullptr;
 }
 
-int WorkerCluster::pickHost(const Host* avoid) {
-  if (states_.empty()) {
+int WorkerCluster::indexOf(const Host& host) const {
+  for (size_t i = 0; i < states_.size(); ++i) {
+    if (states_[i].host.get() == &host || states_[i].host->address == host.address) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+int WorkerCluster::pickHost(const Host* avoid, uint64_t hash_key) {
+  const size_t n = states_.size();
+  if (n == 0) {
     return -1;
   }
-  uint32_t min_priority = UINT32_MAX;
-  for (auto& s : states_) {
-    min_priority = std::min(min_priority, s.host->priority);
+  // Priority levels (failover groups), Envoy's model: a level's health is its usable share
+  // scaled by 100 / min_healthy_percent (capped at 100); level 0 takes that much of the
+  // traffic, the rest spills to level 1, and so on. Below the panic threshold overall,
+  // health is ignored (better to try every host than to fail every request).
+  uint32_t max_priority = 0;
+  for (const auto& st : states_) {
+    max_priority = std::max(max_priority, st.host->priority);
   }
-  for (size_t i = 0; i < states_.size(); ++i) {
-    bool eligible = states_[i].host->priority == min_priority &&
-                    (avoid == nullptr || states_.size() == 1 || states_[i].host->address != avoid->address);
-    lb_hosts_[i].weight = eligible ? states_[i].host->weight : 0;
-    lb_hosts_[i].active_requests = states_[i].active;
+  std::vector<uint32_t> total(max_priority + 1, 0), usable(max_priority + 1, 0);
+  size_t usable_all = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t p = states_[i].host->priority;
+    ++total[p];
+    if (health_->usable(i)) {
+      ++usable[p];
+      ++usable_all;
+    }
   }
-  // Hosts with weight 0 are skipped by both algorithms via a compact index map.
+  const config::FailoverConfig& fo = config_.failover;
+  bool panic = usable_all * 100 < n * fo.panic_threshold_percent || usable_all == 0;
+  uint32_t level = 0;
+  if (!panic) {
+    std::vector<uint32_t> load(max_priority + 1, 0);
+    uint32_t remaining = 100;
+    uint32_t sum_health = 0;
+    for (uint32_t p = 0; p <= max_priority; ++p) {
+      uint32_t h = total[p] == 0 ? 0
+                                 : std::min<uint32_t>(100, usable[p] * 100 * 100 /
+                                                               (total[p] * std::max<uint32_t>(1, fo.min_healthy_percent)));
+      sum_health += h;
+      load[p] = std::min(remaining, h);
+      remaining -= load[p];
+    }
+    if (remaining > 0 && sum_health > 0) {
+      // Not enough healthy capacity anywhere: give the remainder to the levels pro rata.
+      for (uint32_t p = 0; p <= max_priority && remaining > 0; ++p) {
+        if (usable[p] > 0) {
+          load[p] += remaining;
+          remaining = 0;
+        }
+      }
+    }
+    uint32_t r = static_cast<uint32_t>(rng_() % 100);
+    uint32_t acc = 0;
+    level = max_priority;
+    for (uint32_t p = 0; p <= max_priority; ++p) {
+      acc += load[p];
+      if (r < acc) {
+        level = p;
+        break;
+      }
+    }
+  } else {
+    level = 0;
+    while (level < max_priority && total[level] == 0) {
+      ++level;
+    }
+  }
   std::vector<LbHost> eligible;
   std::vector<int> index;
-  eligible.reserve(states_.size());
-  for (size_t i = 0; i < lb_hosts_.size(); ++i) {
-    if (lb_hosts_[i].weight > 0) {
-      eligible.push_back(lb_hosts_[i]);
-      index.push_back(static_cast<int>(i));
+  eligible.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const Host& h = *states_[i].host;
+    if (h.priority != level || (!panic && !health_->usable(i))) {
+      continue;
     }
+    if (avoid != nullptr && h.address == avoid->address) {
+      continue;
+    }
+    eligible.push_back(LbHost{h.weight, states_[i].active});
+    index.push_back(static_cast<int>(i));
+  }
+  if (eligible.empty() && avoid != nullptr) {
+    return pickHost(nullptr, hash_key);  // only the failed host is left: use it
   }
   if (eligible.empty()) {
     return -1;
   }
-  int p = config_.load_balancer == config::LoadBalancerKind::LeastRequest ? lr_.pick(eligible)
-                                                                           : rr_.pick(eligible);
+  int p = -1;
+  switch (config_.load_balancer) {
+    case config::LoadBalancerKind::LeastRequest:
+      p = lr_.pick(eligible);
+      break;
+    case config::LoadBalancerKind::Random:
+      p = pickRandom(eligible);
+      break;
+    case config::LoadBalancerKind::Hash:
+      p = pickHash(index, hash_key);
+      break;
+    case config::LoadBalancerKind::RoundRobin:
+      p = rr_.pick(eligible);
+      break;
+  }
   return p < 0 ? -1 : index[static_cast<size_t>(p)];
 }
 
-Cancellable* WorkerCluster::newStream(PoolCallbacks& cb, const Host* avoid) {
+int WorkerCluster::pickRandom(const std::vector<LbHost>& eligible) {
+  uint64_t total = 0;
+  for (const auto& h : eligible) {
+    total += h.weight;
+  }
+  if (total == 0) {
+    return -1;
+  }
+  uint64_t r = rng_() % total;
+  for (size_t i = 0; i < eligible.size(); ++i) {
+    if (r < eligible[i].weight) {
+      return static_cast<int>(i);
+    }
+    r -= eligible[i].weight;
+  }
+  return static_cast<int>(eligible.size() - 1);
+}
+
+int WorkerCluster::pickHash(const std::vector<int>& index, uint64_t hash_key) {
+  // Weighted rendezvous hashing: each host scores -weight / ln(u) with u uniform from
+  // hash(key, host); the best score wins. A host leaving moves only its own keys.
+  int best = -1;
+  double best_score = 0;
+  for (size_t i = 0; i < index.size(); ++i) {
+    const Host& h = *states_[static_cast<size_t>(index[i])].host;
+    uint64_t x = hashCombine(hash_key, fnv1a64(h.address));
+    double u = (static_cast<double>(x >> 11) + 0.5) / 9007199254740992.0;  // (0,1)
+    double score = -static_cast<double>(h.weight) / std::log(u);
+    if (best < 0 || score > best_score) {
+      best = static_cast<int>(i);
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+void WorkerCluster::recordResult(const Host& host, AttemptOutcome outcome, int status) {
+  int idx = indexOf(host);
+  if (idx >= 0) {
+    shared_->recordHostResult(*health_, static_cast<size_t>(idx), outcome, status);
+  }
+}
+
+Cancellable* WorkerCluster::newStream(PoolCallbacks& cb, const Host* avoid, uint64_t hash_key) {
   if (active_requests_ >= config_.limits.max_requests) {
     if (stats_.overflow != nullptr) {
       stats_.overflow->inc();
@@ -300,7 +440,7 @@ Cancellable* WorkerCluster::newStream(PoolCallbacks& cb, const Host* avoid) {
     cb.onPoolFailure(PoolFailure::Overflow, "max_requests reached");
     return nullptr;
   }
-  int idx = pickHost(avoid);
+  int idx = pickHost(avoid, hash_key);
   if (idx < 0) {
     cb.onPoolFailure(PoolFailure::NoHealthyUpstream, "no resolved endpoint");
     return nullptr;
@@ -405,6 +545,8 @@ void WorkerCluster::onConnectionFailed(UpstreamConnection* conn, PoolFailure rea
     }
   }
   std::string full = "host " + conn->host().address + ": " + detail;
+  recordResult(conn->host(), reason == PoolFailure::ConnectTimeout ? AttemptOutcome::Timeout
+                                                                    : AttemptOutcome::ConnectFailure, 0);
   retire(conn);
   if (waiter != nullptr) {
     waiter->onPoolFailure(reason, full);
@@ -435,13 +577,9 @@ void WorkerCluster::retire(UpstreamConnection* conn) {
   for (auto it = connections_.begin(); it != connections_.end(); ++it) {
     if (it->get() == conn) {
       // The connection may be on the call stack: free it on the next loop iteration.
-      struct Holder : event::DeferredDeletable {
-        std::unique_ptr<UpstreamConnection> c;
-      };
-      auto holder = std::make_unique<Holder>();
-      holder->c = std::move(*it);
+      std::unique_ptr<UpstreamConnection> owned = std::move(*it);
       connections_.erase(it);
-      dispatcher_.deferredDelete(std::move(holder));
+      dispatcher_.deferredDeleteAny(std::move(owned));
       --total_connections_;
       if (stats_.connections != nullptr) {
         stats_.connections->sub(1);

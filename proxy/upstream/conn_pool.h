@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <list>
+#include <random>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,12 +16,18 @@
 #include "proxy/http/http1/codec.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/host.h"
+#include "proxy/upstream/host_health.h"
+#include "proxy/upstream/upstream_shared.h"
 #include "proxy/upstream/load_balancer.h"
 
 namespace levee::upstream {
 
 class UpstreamConnection;
 class WorkerCluster;
+
+// Stable (cross-process) hashes for consistent load balancing.
+uint64_t fnv1a64(std::string_view s);
+uint64_t hashCombine(uint64_t a, uint64_t b);
 
 enum class PoolFailure { Overflow, ConnectFailure, ConnectTimeout, NoHealthyUpstream };
 
@@ -115,7 +122,7 @@ struct ClusterStats {
 class WorkerCluster {
 public:
   WorkerCluster(event::Dispatcher& dispatcher, const config::Upstream& config,
-                HostSetConstSharedPtr hosts, ClusterStats stats);
+                HostHealthSharedPtr health, UpstreamSharedPtr shared, ClusterStats stats);
   ~WorkerCluster();
   WorkerCluster(const WorkerCluster&) = delete;
   WorkerCluster& operator=(const WorkerCluster&) = delete;
@@ -123,8 +130,12 @@ public:
   const std::string& name() const { return config_.name; }
   // Either calls `cb` before returning and returns nullptr, or returns a handle to cancel.
   // `avoid`: prefer another host than this one (a retry after a failed attempt).
-  [[nodiscard]] Cancellable* newStream(PoolCallbacks& cb, const Host* avoid = nullptr);
-  void updateHosts(HostSetConstSharedPtr hosts);
+  // `hash_key`: for load_balancer: hash (0 when none).
+  [[nodiscard]] Cancellable* newStream(PoolCallbacks& cb, const Host* avoid = nullptr, uint64_t hash_key = 0);
+  void updateHosts(HostHealthSharedPtr health);
+  UpstreamShared& shared() { return *shared_; }
+  // Resilience bookkeeping for one finished attempt on `host` (outlier detection).
+  void recordResult(const Host& host, AttemptOutcome outcome, int status);
   // Load-balancer pick without a pooled connection (L4 proxy). nullptr when no host.
   HostConstSharedPtr chooseHost();
   // Close idle connections; busy ones close when their exchange ends.
@@ -133,7 +144,8 @@ public:
   uint32_t activeRequests() const { return active_requests_; }
   // The exchange assigned by onPoolReady finished (success or not).
   void onRequestDoneFor(const Host& host);
-  const HostSetConstSharedPtr& hosts() const { return hosts_; }
+  const HostSetConstSharedPtr& hosts() const { return health_->hosts(); }
+  const HostHealthSharedPtr& health() const { return health_; }
   event::Dispatcher& dispatcher() { return dispatcher_; }
   const config::Upstream& config() const { return config_; }
 
@@ -146,7 +158,10 @@ private:
     uint32_t active{0};
   };
   HostState* stateFor(const Host& host);
-  int pickHost(const Host* avoid);
+  int indexOf(const Host& host) const;
+  int pickHost(const Host* avoid, uint64_t hash_key = 0);
+  int pickRandom(const std::vector<LbHost>& eligible);
+  int pickHash(const std::vector<int>& index, uint64_t hash_key);
   void onConnectionReady(UpstreamConnection* conn);   // connected or released idle
   void onConnectionFailed(UpstreamConnection* conn, PoolFailure reason, std::string detail);
   void onConnectionClosed(UpstreamConnection* conn);
@@ -157,12 +172,14 @@ private:
 
   event::Dispatcher& dispatcher_;
   config::Upstream config_;
-  HostSetConstSharedPtr hosts_;
+  HostHealthSharedPtr health_;
+  UpstreamSharedPtr shared_;
   ClusterStats stats_;
   std::vector<HostState> states_;
   std::vector<LbHost> lb_hosts_;
   RoundRobinLb rr_;
   LeastRequestLb lr_;
+  std::mt19937_64 rng_;
   std::list<std::unique_ptr<UpstreamConnection>> connections_;
   std::list<std::unique_ptr<Pending>> pending_;
   size_t total_connections_{0};

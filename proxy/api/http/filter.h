@@ -43,7 +43,9 @@ public:
   virtual void continueDecoding() = 0;
   // One path for every locally generated response (DESIGN section 2): JSON body with
   // `reason`, header x-levee-reason. If the response already started, resets the stream.
-  virtual void sendLocalReply(int status, std::string_view reason, std::string_view detail) = 0;
+  // `retry_after_s` > 0 sets Retry-After (503 without it gets "1").
+  virtual void sendLocalReply(int status, std::string_view reason, std::string_view detail,
+                              uint32_t retry_after_s = 0) = 0;
   // Terminal filter's response path. `head` is forwarded (hop-by-hop headers removed).
   virtual void encodeHeaders(ResponseHead& head, bool end_stream) = 0;
   virtual void encode1xx(ResponseHead& head) = 0;

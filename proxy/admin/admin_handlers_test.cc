@@ -1,0 +1,315 @@
+#include "proxy/admin/admin_handlers.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+
+namespace levee::admin {
+namespace {
+
+using testing::_;
+using testing::AllOf;
+using testing::DoAll;
+using testing::Field;
+using testing::HasSubstr;
+using testing::NiceMock;
+using testing::Return;
+using testing::SetArgReferee;
+using testing::StrictMock;
+
+class MockAdminContext : public AdminContext {
+public:
+  MOCK_METHOD(bool, ready, (std::string & components_json), (override));
+  MOCK_METHOD(bool, started, (), (override));
+  MOCK_METHOD(std::string, metricsText, (), (override));
+  MOCK_METHOD(std::string, configJson, (), (override));
+  MOCK_METHOD(std::string, clustersJson, (), (override));
+  MOCK_METHOD(bool, reload, (std::string & body_json), (override));
+  MOCK_METHOD(void, startDrain, (), (override));
+  MOCK_METHOD(std::string, adminToken, (), (override));
+  MOCK_METHOD(void, audit, (const AdminRequest& req, int status), (override));
+  MOCK_METHOD(std::string, circuitBreakersJson, (), (override));
+  MOCK_METHOD(int, circuitBreakerAction,
+              (const std::string& upstream, const std::string& action, std::string& body_json), (override));
+};
+
+AdminRequest req(std::string method, std::string path, std::string authorization = "") {
+  AdminRequest r;
+  r.method = std::move(method);
+  r.path = std::move(path);
+  r.authorization = std::move(authorization);
+  r.peer = "127.0.0.1";
+  return r;
+}
+
+std::string header(const AdminResponse& r, std::string_view name) {
+  for (const auto& [k, v] : r.headers) {
+    if (k == name) {
+      return v;
+    }
+  }
+  return "<absent>";
+}
+
+// === Probes ===
+
+TEST(HandleProbeTest, LiveIsAlways200) {
+  StrictMock<MockAdminContext> ctx;
+  for (const char* method : {"GET", "HEAD"}) {
+    AdminResponse r = handleProbe(ctx, req(method, "/health/live"));
+    EXPECT_EQ(200, r.status);
+    EXPECT_EQ("application/json", r.content_type);
+    EXPECT_EQ("{\"status\":\"live\"}\n", r.body);
+  }
+}
+
+TEST(HandleProbeTest, ReadyReflectsTheContext) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, ready(_))
+      .WillOnce(DoAll(SetArgReferee<0>(std::string(R"({"config":"healthy","upstreams":"healthy"})")), Return(true)))
+      .WillOnce(DoAll(SetArgReferee<0>(std::string(R"({"config":"healthy","upstreams":"no_healthy_endpoint"})")),
+                      Return(false)));
+  AdminResponse ok = handleProbe(ctx, req("GET", "/health/ready"));
+  EXPECT_EQ(200, ok.status);
+  EXPECT_EQ("application/json", ok.content_type);
+  EXPECT_EQ("{\"status\":\"ready\",\"components\":{\"config\":\"healthy\",\"upstreams\":\"healthy\"}}\n", ok.body);
+
+  AdminResponse not_ready = handleProbe(ctx, req("GET", "/health/ready"));
+  EXPECT_EQ(503, not_ready.status);
+  EXPECT_EQ(
+      "{\"status\":\"not_ready\",\"components\":{\"config\":\"healthy\",\"upstreams\":\"no_healthy_endpoint\"}}\n",
+      not_ready.body);
+}
+
+TEST(HandleProbeTest, StartupReflectsTheContext) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, started()).WillOnce(Return(false)).WillOnce(Return(true));
+  AdminResponse starting = handleProbe(ctx, req("GET", "/health/startup"));
+  EXPECT_EQ(503, starting.status);
+  EXPECT_EQ("{\"status\":\"starting\"}\n", starting.body);
+  AdminResponse started = handleProbe(ctx, req("HEAD", "/health/startup"));
+  EXPECT_EQ(200, started.status);
+  EXPECT_EQ("{\"status\":\"started\"}\n", started.body);
+}
+
+TEST(HandleProbeTest, MetricsIsPrometheusText) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, metricsText()).WillOnce(Return("# TYPE levee_up gauge\nlevee_up 1\n"));
+  AdminResponse r = handleProbe(ctx, req("GET", "/metrics"));
+  EXPECT_EQ(200, r.status);
+  EXPECT_EQ("text/plain; version=0.0.4; charset=utf-8", r.content_type);
+  EXPECT_EQ("# TYPE levee_up gauge\nlevee_up 1\n", r.body);
+}
+
+TEST(HandleProbeTest, UnknownPathsAre404) {
+  StrictMock<MockAdminContext> ctx;
+  for (const char* path : {"/", "/health", "/health/", "/health/live/", "/HEALTH/LIVE", "/metricsx", "/admin/config",
+                           "/admin/reload"}) {
+    AdminResponse r = handleProbe(ctx, req("GET", path));
+    EXPECT_EQ(404, r.status) << path;
+    EXPECT_EQ("application/json", r.content_type);
+    EXPECT_EQ("{\"error\":\"not found\",\"status\":404}\n", r.body) << path;
+  }
+}
+
+TEST(HandleProbeTest, WritesAre405WithAllow) {
+  StrictMock<MockAdminContext> ctx;  // no context call for a refused method
+  for (const char* path : {"/health/live", "/health/ready", "/health/startup", "/metrics"}) {
+    for (const char* method : {"POST", "PUT", "DELETE", "PATCH", "OPTIONS"}) {
+      AdminResponse r = handleProbe(ctx, req(method, path));
+      EXPECT_EQ(405, r.status) << method << " " << path;
+      EXPECT_EQ("GET, HEAD", header(r, "allow")) << method << " " << path;
+      EXPECT_EQ("{\"error\":\"method not allowed\",\"status\":405}\n", r.body);
+    }
+  }
+}
+
+// === Admin ===
+
+TEST(HandleAdminTest, ConfigAndClustersAreReads) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, configJson()).WillOnce(Return(R"({"service":"svc"})"));
+  EXPECT_CALL(ctx, clustersJson()).WillOnce(Return("{\"clusters\":[]}\n"));
+  AdminResponse config = handleAdmin(ctx, req("GET", "/admin/config"));
+  EXPECT_EQ(200, config.status);
+  EXPECT_EQ("{\"service\":\"svc\"}\n", config.body);  // newline added
+  EXPECT_EQ("application/json", config.content_type);
+  AdminResponse clusters = handleAdmin(ctx, req("HEAD", "/admin/clusters"));
+  EXPECT_EQ(200, clusters.status);
+  EXPECT_EQ("{\"clusters\":[]}\n", clusters.body);  // not doubled
+}
+
+TEST(HandleAdminTest, ReadEndpointsRefuseWrites) {
+  StrictMock<MockAdminContext> ctx;
+  for (const char* path : {"/admin/config", "/admin/clusters"}) {
+    AdminResponse r = handleAdmin(ctx, req("POST", path, "Bearer t"));
+    EXPECT_EQ(405, r.status) << path;
+    EXPECT_EQ("GET, HEAD", header(r, "allow"));
+  }
+}
+
+TEST(HandleAdminTest, MutationEndpointsRefuseReads) {
+  StrictMock<MockAdminContext> ctx;
+  for (const char* path : {"/admin/reload", "/admin/drain"}) {
+    for (const char* method : {"GET", "HEAD", "PUT", "DELETE"}) {
+      AdminResponse r = handleAdmin(ctx, req(method, path, "Bearer t"));
+      EXPECT_EQ(405, r.status) << method << " " << path;
+      EXPECT_EQ("POST", header(r, "allow"));
+    }
+  }
+}
+
+TEST(HandleAdminTest, UnknownPathsAre404) {
+  StrictMock<MockAdminContext> ctx;
+  for (const char* path : {"/", "/admin", "/admin/", "/admin/reload/", "/admin/unknown", "/stats"}) {
+    AdminResponse r = handleAdmin(ctx, req("GET", path));
+    EXPECT_EQ(404, r.status) << path;
+    EXPECT_EQ("{\"error\":\"not found\",\"status\":404}\n", r.body);
+  }
+}
+
+TEST(HandleAdminTest, ProbesAreServedOnTheAdminListenerToo) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, metricsText()).WillOnce(Return("m 1\n"));
+  EXPECT_EQ(200, handleAdmin(ctx, req("GET", "/health/live")).status);
+  AdminResponse m = handleAdmin(ctx, req("GET", "/metrics"));
+  EXPECT_EQ("m 1\n", m.body);
+  EXPECT_EQ("text/plain; version=0.0.4; charset=utf-8", m.content_type);
+  EXPECT_EQ(404, handleAdmin(ctx, req("GET", "/health/nope")).status);
+}
+
+TEST(HandleAdminTest, NoTokenConfiguredRefusesMutationsWith403) {
+  for (const char* path : {"/admin/reload", "/admin/drain"}) {
+    StrictMock<MockAdminContext> ctx;
+    EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return(""));
+    EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, path), 403));
+    // Even a bearer token must not unlock mutations when none is configured.
+    AdminResponse r = handleAdmin(ctx, req("POST", path, "Bearer "));
+    EXPECT_EQ(403, r.status) << path;
+    EXPECT_THAT(r.body, HasSubstr("\"status\":403"));
+  }
+}
+
+struct AuthCase {
+  std::string authorization;
+  int status;
+};
+
+class ReloadAuthTest : public testing::TestWithParam<AuthCase> {};
+
+TEST_P(ReloadAuthTest, BearerTokenIsChecked) {
+  const AuthCase& c = GetParam();
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("s3cret-token"));
+  if (c.status == 200) {
+    EXPECT_CALL(ctx, reload(_)).WillOnce(DoAll(SetArgReferee<0>(std::string(R"({"result":"reloaded"})")), Return(true)));
+  }
+  EXPECT_CALL(ctx, audit(AllOf(Field(&AdminRequest::path, "/admin/reload"),
+                               Field(&AdminRequest::authorization, c.authorization)),
+                         c.status));
+  AdminResponse r = handleAdmin(ctx, req("POST", "/admin/reload", c.authorization));
+  EXPECT_EQ(c.status, r.status);
+  if (c.status == 401) {
+    EXPECT_EQ("Bearer", header(r, "www-authenticate"));
+    EXPECT_THAT(r.body, HasSubstr("\"status\":401"));
+  } else {
+    EXPECT_EQ("{\"result\":\"reloaded\"}\n", r.body);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ReloadAuthTest,
+    testing::Values(AuthCase{"", 401}, AuthCase{"Bearer", 401}, AuthCase{"Bearer ", 401},
+                    AuthCase{"Bearer wrong", 401}, AuthCase{"Bearer s3cret-toke", 401},
+                    AuthCase{"Bearer s3cret-token2", 401}, AuthCase{"Bearer S3CRET-TOKEN", 401},
+                    AuthCase{"Basic s3cret-token", 401}, AuthCase{"s3cret-token", 401},
+                    AuthCase{"bearer s3cret-token", 401}, AuthCase{"Bearer  s3cret-token", 401},
+                    AuthCase{"Bearer s3cret-token", 200}));
+
+TEST(HandleAdminTest, FailedReloadIs400AndAudited) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
+  EXPECT_CALL(ctx, reload(_)).WillOnce(DoAll(SetArgReferee<0>(std::string(R"({"error":"bad policy"})")), Return(false)));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/reload"), 400));
+  AdminResponse r = handleAdmin(ctx, req("POST", "/admin/reload", "Bearer t"));
+  EXPECT_EQ(400, r.status);
+  EXPECT_EQ("{\"error\":\"bad policy\"}\n", r.body);
+}
+
+TEST(HandleAdminTest, DrainStartsDrainingAndIsAudited) {
+  StrictMock<MockAdminContext> ctx;
+  testing::InSequence seq;
+  EXPECT_CALL(ctx, adminToken()).WillOnce(Return("t"));
+  EXPECT_CALL(ctx, startDrain());
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/drain"), 202));
+  AdminResponse r = handleAdmin(ctx, req("POST", "/admin/drain", "Bearer t"));
+  EXPECT_EQ(202, r.status);
+  EXPECT_EQ("{\"result\":\"draining\"}\n", r.body);
+}
+
+TEST(HandleAdminTest, UnauthorizedDrainDoesNotDrain) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/drain"), 401));
+  EXPECT_EQ(401, handleAdmin(ctx, req("POST", "/admin/drain", "Bearer x")).status);
+}
+
+TEST(HandleAdminTest, EveryMutationAttemptIsAuditedOnce) {
+  NiceMock<MockAdminContext> ctx;
+  ON_CALL(ctx, adminToken()).WillByDefault(Return("tok"));
+  ON_CALL(ctx, reload(_)).WillByDefault(Return(true));
+  int audits = 0;
+  ON_CALL(ctx, audit(_, _)).WillByDefault([&audits](const AdminRequest&, int) { ++audits; });
+  const char* auths[] = {"", "Bearer no", "Bearer tok"};
+  int expected = 0;
+  for (const char* path : {"/admin/reload", "/admin/drain"}) {
+    for (const char* auth : auths) {
+      handleAdmin(ctx, req("POST", path, auth));
+      ++expected;
+      EXPECT_EQ(expected, audits) << path << " " << auth;
+    }
+  }
+  // Reads are not audited.
+  handleAdmin(ctx, req("GET", "/admin/config"));
+  handleAdmin(ctx, req("GET", "/health/live"));
+  EXPECT_EQ(expected, audits);
+}
+
+TEST(JsonErrorTest, Format) {
+  AdminResponse r = jsonError(418, "a \"quoted\" message");
+  EXPECT_EQ(418, r.status);
+  EXPECT_EQ("application/json", r.content_type);
+  EXPECT_EQ("{\"error\":\"a \\\"quoted\\\" message\",\"status\":418}\n", r.body);
+  EXPECT_TRUE(r.headers.empty());
+}
+
+TEST(ConstantTimeEqualsTest, Table) {
+  struct Case {
+    std::string_view a, b;
+    bool eq;
+  };
+  const Case cases[] = {
+      {"", "", true},
+      {"a", "a", true},
+      {"token", "token", true},
+      {"token", "tokeN", false},
+      {"token", "Token", false},
+      {"token", "toke", false},
+      {"toke", "token", false},
+      {"", "x", false},
+      {"x", "", false},
+      {"abc", "abd", false},
+      {std::string_view("a\0b", 3), std::string_view("a\0b", 3), true},
+      {std::string_view("a\0b", 3), std::string_view("a\0c", 3), false},
+      {std::string_view("a\0", 2), "a", false},
+      {"\xff", "\x7f", false},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(c.eq, constantTimeEquals(c.a, c.b)) << "'" << c.a << "' vs '" << c.b << "'";
+  }
+}
+
+}  // namespace
+}  // namespace levee::admin
