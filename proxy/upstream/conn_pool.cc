@@ -230,7 +230,7 @@ void UpstreamConnection::onCodecError(const http::http1::CodecError& error) {
 WorkerCluster::WorkerCluster(event::Dispatcher& dispatcher, const config::Upstream& config,
                              HostHealthSharedPtr health, UpstreamSharedPtr shared, ClusterStats stats)
     : dispatcher_(dispatcher), config_(config), shared_(std::move(shared)), stats_(stats),
-      lr_(std::random_device{}()), rng_(std::random_device{}()) {
+      lr_(std::random_device{}()), random_(std::random_device{}()), rng_(std::random_device{}()) {
   updateHosts(std::move(health));
 }
 
@@ -293,64 +293,22 @@ int WorkerCluster::pickHost(const Host* avoid, uint64_t hash_key) {
   if (n == 0) {
     return -1;
   }
-  // Priority levels (failover groups), Envoy's model: a level's health is its usable share
-  // scaled by 100 / min_healthy_percent (capped at 100); level 0 takes that much of the
-  // traffic, the rest spills to level 1, and so on. Below the panic threshold overall,
-  // health is ignored (better to try every host than to fail every request).
-  uint32_t max_priority = 0;
-  for (const auto& st : states_) {
-    max_priority = std::max(max_priority, st.host->priority);
-  }
-  std::vector<uint32_t> total(max_priority + 1, 0), usable(max_priority + 1, 0);
-  size_t usable_all = 0;
+  // Priority levels (failover groups) after Envoy's priority-load model (priority_set.h):
+  // level 0 keeps as much traffic as its healthy share scaled by 100 / min_healthy_percent,
+  // the rest spills to level 1 and so on; a level below the panic threshold (when the levels
+  // together cannot take all the load) is balanced across all its hosts regardless of health.
+  std::vector<PriorityHost> ph(n);
   for (size_t i = 0; i < n; ++i) {
-    uint32_t p = states_[i].host->priority;
-    ++total[p];
-    if (health_->usable(i)) {
-      ++usable[p];
-      ++usable_all;
-    }
+    ph[i] = PriorityHost{states_[i].host->priority, health_->usable(i), states_[i].host->weight};
   }
-  const config::FailoverConfig& fo = config_.failover;
-  bool panic = usable_all * 100 < n * fo.panic_threshold_percent || usable_all == 0;
-  uint32_t level = 0;
-  if (!panic) {
-    std::vector<uint32_t> load(max_priority + 1, 0);
-    uint32_t remaining = 100;
-    uint32_t sum_health = 0;
-    for (uint32_t p = 0; p <= max_priority; ++p) {
-      uint32_t h = total[p] == 0 ? 0
-                                 : std::min<uint32_t>(100, usable[p] * 100 * 100 /
-                                                               (total[p] * std::max<uint32_t>(1, fo.min_healthy_percent)));
-      sum_health += h;
-      load[p] = std::min(remaining, h);
-      remaining -= load[p];
-    }
-    if (remaining > 0 && sum_health > 0) {
-      // Not enough healthy capacity anywhere: give the remainder to the levels pro rata.
-      for (uint32_t p = 0; p <= max_priority && remaining > 0; ++p) {
-        if (usable[p] > 0) {
-          load[p] += remaining;
-          remaining = 0;
-        }
-      }
-    }
-    uint32_t r = static_cast<uint32_t>(rng_() % 100);
-    uint32_t acc = 0;
-    level = max_priority;
-    for (uint32_t p = 0; p <= max_priority; ++p) {
-      acc += load[p];
-      if (r < acc) {
-        level = p;
-        break;
-      }
-    }
-  } else {
-    level = 0;
-    while (level < max_priority && total[level] == 0) {
-      ++level;
-    }
+  PrioritySelection sel =
+      computePriorityLoad(ph, config_.failover.min_healthy_percent, config_.failover.panic_threshold_percent);
+  int chosen = choosePriority(sel, rng_() % 100);
+  if (chosen < 0) {
+    return -1;
   }
+  uint32_t level = static_cast<uint32_t>(chosen);
+  bool panic = sel.panic || (level < sel.panic_by_priority.size() && sel.panic_by_priority[level]);
   std::vector<LbHost> eligible;
   std::vector<int> index;
   eligible.reserve(n);
@@ -377,7 +335,7 @@ int WorkerCluster::pickHost(const Host* avoid, uint64_t hash_key) {
       p = lr_.pick(eligible);
       break;
     case config::LoadBalancerKind::Random:
-      p = pickRandom(eligible);
+      p = random_.pick(eligible);
       break;
     case config::LoadBalancerKind::Hash:
       p = pickHash(index, hash_key);
@@ -387,24 +345,6 @@ int WorkerCluster::pickHost(const Host* avoid, uint64_t hash_key) {
       break;
   }
   return p < 0 ? -1 : index[static_cast<size_t>(p)];
-}
-
-int WorkerCluster::pickRandom(const std::vector<LbHost>& eligible) {
-  uint64_t total = 0;
-  for (const auto& h : eligible) {
-    total += h.weight;
-  }
-  if (total == 0) {
-    return -1;
-  }
-  uint64_t r = rng_() % total;
-  for (size_t i = 0; i < eligible.size(); ++i) {
-    if (r < eligible[i].weight) {
-      return static_cast<int>(i);
-    }
-    r -= eligible[i].weight;
-  }
-  return static_cast<int>(eligible.size() - 1);
 }
 
 int WorkerCluster::pickHash(const std::vector<int>& index, uint64_t hash_key) {

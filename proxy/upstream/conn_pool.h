@@ -19,6 +19,8 @@
 #include "proxy/upstream/host_health.h"
 #include "proxy/upstream/upstream_shared.h"
 #include "proxy/upstream/load_balancer.h"
+#include "proxy/upstream/priority_set.h"
+#include "proxy/upstream/random_lb.h"
 
 namespace levee::upstream {
 
@@ -160,7 +162,6 @@ private:
   HostState* stateFor(const Host& host);
   int indexOf(const Host& host) const;
   int pickHost(const Host* avoid, uint64_t hash_key = 0);
-  int pickRandom(const std::vector<LbHost>& eligible);
   int pickHash(const std::vector<int>& index, uint64_t hash_key);
   void onConnectionReady(UpstreamConnection* conn);   // connected or released idle
   void onConnectionFailed(UpstreamConnection* conn, PoolFailure reason, std::string detail);
@@ -179,6 +180,7 @@ private:
   std::vector<LbHost> lb_hosts_;
   RoundRobinLb rr_;
   LeastRequestLb lr_;
+  RandomLb random_;
   std::mt19937_64 rng_;
   std::list<std::unique_ptr<UpstreamConnection>> connections_;
   std::list<std::unique_ptr<Pending>> pending_;

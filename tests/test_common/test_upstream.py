@@ -31,6 +31,14 @@ socket listens. Keep-alive by default (HTTP/1.1), pipelining works. Behaviour by
   /hits              {"hits":N,"connections":C}: requests seen (excluding /hits*), TCP connections
   /hits/reset        zeroes both counters
   /close             answers with "Connection: close", then closes
+  /healthz           200 {"upstream","status":"ok"} (a health-check target; not counted in /hits,
+                     counted in /control/stats "healthz")
+  /whoami            200 {"upstream": NAME}
+  /control/fail?status=N   from now on every request except /hits* and /control/* (so /healthz
+                     too) answers status N (default 503); status=reset closes with an RST instead
+  /control/ok        ends /control/fail
+  /control/stats     {"hits","connections","healthz","failing"} (failing: the status, "reset" or
+                     null)
 
 Every response carries "X-Upstream-Name: NAME" and "X-Conn-Id: <conn_id>".
 --delay MS delays every request by MS milliseconds (a slow endpoint for load-balancer tests).
@@ -94,6 +102,7 @@ class Stats:
         self.hits = 0
         self.connections = 0
         self.next_conn_id = 0
+        self.healthz = 0
 
     def new_conn(self):
         with self.lock:
@@ -104,6 +113,10 @@ class Stats:
     def hit(self):
         with self.lock:
             self.hits += 1
+
+    def healthz_hit(self):
+        with self.lock:
+            self.healthz += 1
 
     def snapshot(self):
         with self.lock:
@@ -354,8 +367,22 @@ class Connection:
     def handle(self, req):
         """Serves one request; returns False when the connection must end."""
         path = req.path
-        if not path.startswith("/hits"):
+        control = path.startswith("/control/")
+        if path == "/healthz":
+            self.server.stats.healthz_hit()
+        elif not path.startswith("/hits") and not control:
             self.server.stats.hit()
+        if control:
+            return self._control(req)
+        failing = self.server.fail_status
+        if failing is not None and not path.startswith("/hits"):
+            self._drain(req)
+            if failing == "reset":
+                self.rst()
+                return False
+            self.respond_json(req, failing, {"upstream": self.server.name, "status": failing,
+                                             "failing": True}, close=req.wants_close())
+            return not req.wants_close()
         if self.server.verbose:
             sys.stderr.write("%s %s %s conn=%d\n" % (self.server.name, req.method, req.target,
                                                      self.conn_id))
@@ -443,6 +470,15 @@ class Connection:
             self.server.stats.reset()
             self.respond_json(req, 200, {"hits": 0, "connections": 0}, close=close)
             return not close
+        if path == "/healthz":
+            self._drain(req)
+            self.respond_json(req, 200, {"upstream": self.server.name, "status": "ok"},
+                              close=close)
+            return not close
+        if path == "/whoami":
+            self._drain(req)
+            self.respond_json(req, 200, {"upstream": self.server.name}, close=close)
+            return not close
         if path == "/close":
             self._drain(req)
             self.respond_json(req, 200, {"upstream": self.server.name, "closing": True},
@@ -457,6 +493,34 @@ class Connection:
         self.respond_json(req, 200, {
             "upstream": self.server.name, "method": req.method, "path": req.path,
             "hint": "try /echo /size/100 /slow/500 /status/503"}, close=close)
+        return not close
+
+    def _control(self, req):
+        """/control/fail?status=N|reset, /control/ok, /control/stats (never delayed, never
+        failed, not counted as hits)."""
+        self._drain(req)
+        close = req.wants_close()
+        params = dict(kv.partition("=")[::2] for kv in req.query.split("&") if kv)
+        if req.path == "/control/fail":
+            status = params.get("status", "503")
+            if status == "reset":
+                self.server.fail_status = "reset"
+            elif status.isdigit() and 200 <= int(status) <= 599:
+                self.server.fail_status = int(status)
+            else:
+                self.respond_json(req, 400, {"error": "status must be 200..599 or reset"},
+                                  close=close)
+                return not close
+        elif req.path == "/control/ok":
+            self.server.fail_status = None
+        elif req.path != "/control/stats":
+            self.respond_json(req, 404, {"error": "unknown control path"}, close=close)
+            return not close
+        snap = self.server.stats.snapshot()
+        with self.server.stats.lock:
+            snap["healthz"] = self.server.stats.healthz
+        snap["failing"] = self.server.fail_status
+        self.respond_json(req, 200, snap, close=close)
         return not close
 
     def _drain(self, req):
@@ -555,6 +619,7 @@ class Server:
         self.delay_ms = delay_ms
         self.mode = mode
         self.stats = Stats()
+        self.fail_status = None  # /control/fail: an int status, "reset", or None
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                                   socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
