@@ -192,6 +192,7 @@ void Dispatcher::deferredDelete(DeferredDeletablePtr obj) {
 }
 
 void Dispatcher::scheduleFlush(TcpSocket* socket) {
+  socket->in_flush_list_ = true;
   to_flush_.push_back(socket);
 }
 
@@ -201,19 +202,21 @@ void Dispatcher::cancelFlush(TcpSocket* socket) {
       s = nullptr;
     }
   }
+  socket->in_flush_list_ = false;
 }
 
 void Dispatcher::flushSockets() {
-  // flush() may queue more (callbacks); loop until empty. Entries are nulled on close.
-  while (!to_flush_.empty()) {
-    std::vector<TcpSocket*> batch;
-    batch.swap(to_flush_);
-    for (TcpSocket* s : batch) {
-      if (s != nullptr) {
-        s->flush();
-      }
+  // Iterate the live list by index: flush() callbacks may append to it (more writes) or
+  // null entries (a socket closed by another socket's callback), and both are seen here.
+  for (size_t i = 0; i < to_flush_.size(); ++i) {
+    TcpSocket* s = to_flush_[i];
+    if (s != nullptr) {
+      to_flush_[i] = nullptr;
+      s->in_flush_list_ = false;
+      s->flush();
     }
   }
+  to_flush_.clear();
 }
 
 void Dispatcher::onUvPrepare(uv_prepare_t* p) noexcept {

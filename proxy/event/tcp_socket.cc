@@ -166,8 +166,7 @@ void TcpSocket::writev(const Slice* slices, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     queued_.append(slices[i].data, slices[i].len);
   }
-  if (!flush_scheduled_ && !writing_ && !queued_.empty()) {
-    flush_scheduled_ = true;
+  if (!in_flush_list_ && !writing_ && !queued_.empty()) {
     dispatcher_.scheduleFlush(this);
   }
   if (aboveHighWatermark()) {
@@ -176,7 +175,6 @@ void TcpSocket::writev(const Slice* slices, size_t n) {
 }
 
 void TcpSocket::flush() {
-  flush_scheduled_ = false;
   if (handle_ == nullptr || writing_ || queued_.empty()) {
     return;
   }
@@ -322,9 +320,8 @@ void TcpSocket::close(bool reset) {
   if (handle_ == nullptr) {
     return;
   }
-  if (flush_scheduled_) {
-    flush_scheduled_ = false;
-    dispatcher_.cancelFlush(this);
+  if (in_flush_list_) {
+    dispatcher_.cancelFlush(this);  // never flushed after this point, even mid-iteration
   }
   callbacks_ = nullptr;
   if (reset) {

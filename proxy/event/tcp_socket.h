@@ -80,6 +80,7 @@ public:
 
 private:
   friend class TcpListener;
+  friend class Dispatcher;
   friend struct TcpHandleOps;
   TcpSocket(Dispatcher& dispatcher, TcpHandle* accepted);
   void startWrite();
@@ -103,7 +104,7 @@ private:
   bool close_after_flush_{false};
   bool was_above_high_{false};
   bool error_reported_{false};
-  bool flush_scheduled_{false};
+  bool in_flush_list_{false};  // owned by the Dispatcher: set while on its flush list
   bool release_when_flushed_{false};
   std::shared_ptr<char> alive_;  // created on first deferred error; weak refs see destruction
 };

@@ -287,13 +287,13 @@ TEST_F(TcpSocketTest, DestroyingTheServerSideInsideOnDataIsSafe) {
   ASSERT_TRUE(loop_.runUntil([&] { return client_rec_.eofs == 1 || client_rec_.errors == 1; }));
 }
 
-// BUG: TcpSocket::flush() clears flush_scheduled_ while the socket is still in the dispatcher's
+// Regression test for a fixed bug: TcpSocket::flush() clears flush_scheduled_ while the socket is still in the dispatcher's
 // flush list, so close() (run by ~TcpSocket) skips cancelFlush() and the dispatcher later calls
 // flush() on the freed socket (heap-use-after-free, seen under ASan in
 // Dispatcher::flushSockets <- onUvPrepare). Reached by write() followed by shutdownWrite() or
 // closeAfterFlush() (both call flush() directly) and destruction in the same callback; the
 // header promises "destroying a TcpSocket at any time is safe".
-TEST_F(TcpSocketTest, DISABLED_DestroyAfterWriteAndShutdownWriteIsSafe) {
+TEST_F(TcpSocketTest, DestroyAfterWriteAndShutdownWriteIsSafe) {
   connectPair();
   client_->write("hello");
   client_->shutdownWrite();
@@ -302,9 +302,9 @@ TEST_F(TcpSocketTest, DISABLED_DestroyAfterWriteAndShutdownWriteIsSafe) {
   EXPECT_EQ("hello", server_rec_.received);
 }
 
-// BUG: same as above through closeAfterFlush(): write(); closeAfterFlush(); delete -> the
+// Regression test for a fixed bug: same as above through closeAfterFlush(): write(); closeAfterFlush(); delete -> the
 // dispatcher's flush list still points at the deleted socket.
-TEST_F(TcpSocketTest, DISABLED_DestroyAfterWriteAndCloseAfterFlushIsSafe) {
+TEST_F(TcpSocketTest, DestroyAfterWriteAndCloseAfterFlushIsSafe) {
   TcpSocket& server = connectPair();
   server.write("bye");
   server.closeAfterFlush();

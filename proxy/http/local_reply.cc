@@ -28,7 +28,7 @@ void buildLocalReply(std::string& out, int status, std::string_view reason,
   if (retry_after_s > 0) {
     out.append("\r\nretry-after: ");
     out.append(std::to_string(retry_after_s));
-  } else if (status == 503) {
+  } else if (status == 503 || status == 429) {
     out.append("\r\nretry-after: 1");
   }
   if (close_connection) {

@@ -109,7 +109,9 @@ int ServerCodec::onUrl(const char* at, size_t len) {
 }
 
 int ServerCodec::onHeaderField(const char* at, size_t len) {
-  if (!addHeaderBytes(len + 4)) {
+  // ": " and CRLF are counted once per header, not once per piece llhttp hands us.
+  bool starts_header = last_was_value_ || head_.headers.size() == 0;
+  if (!addHeaderBytes(len + (starts_header ? 4 : 0))) {
     return fail(431, "header_too_large", "request headers too large");
   }
   for (size_t i = 0; i < len; ++i) {
@@ -358,6 +360,9 @@ int ClientCodec::onHeaderValue(const char* at, size_t len) {
 int ClientCodec::onHeadersComplete() {
   llhttp_t& p = parser_->parser;
   head_.status = p.status_code;
+  if (head_.status < 100 || head_.status > 599) {
+    return fail("invalid status code " + std::to_string(head_.status));
+  }
   head_.version_minor = p.http_minor;
   head_.keep_alive = llhttp_should_keep_alive(&p) != 0;
   head_.chunked = (p.flags & F_CHUNKED) != 0;
@@ -434,10 +439,8 @@ bool ClientCodec::onEof() {
   }
   bool was_in = in_message_;
   llhttp_errno_t err = llhttp_finish(&p);
-  if (err == HPE_OK && was_in && !in_message_) {
-    return true;
-  }
-  return false;
+  // on_message_complete pauses the parser (one response at a time), so HPE_PAUSED is success.
+  return (err == HPE_OK || err == HPE_PAUSED) && was_in && !in_message_;
 }
 
 }  // namespace levee::http::http1

@@ -10,7 +10,7 @@ void encodeRequestHead(std::string& out, const RequestHead& head, const Forwarde
   out.append(head.target);
   out.append(" HTTP/1.1\r\n");
   std::string_view connection = head.headers.get("connection");
-  std::string_view xff_in;
+  std::string xff_in;  // every inbound X-Forwarded-For line, joined (RFC 9110 5.3)
   bool xfp_kept = false;
   const HeaderMap& h = head.headers;
   for (size_t i = 0; i < h.size(); ++i) {
@@ -22,7 +22,10 @@ void encodeRequestHead(std::string& out, const RequestHead& head, const Forwarde
       continue;  // re-declared below
     }
     if (equalsIgnoreCase(name, "x-forwarded-for")) {
-      xff_in = h.value(i);
+      if (!xff_in.empty()) {
+        xff_in.append(", ");
+      }
+      xff_in.append(h.value(i));
       continue;
     }
     if (equalsIgnoreCase(name, "x-forwarded-proto")) {
