@@ -3,6 +3,8 @@
 
 #include "config/loader.h"
 
+#include "proxy/common/hash.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -24,15 +26,6 @@ using detail::MapReader;
 using detail::quoteText;
 
 constexpr size_t kMaxPolicyFileBytes = 16 * 1024 * 1024;
-
-uint64_t fnv1a64(std::string_view bytes) {
-  uint64_t hash = 14695981039346656037ULL;
-  for (char c : bytes) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 1099511628211ULL;
-  }
-  return hash;
-}
 
 bool isMetricLabelSafe(std::string_view s) {
   return !s.empty() && std::ranges::all_of(s, [](char c) {

@@ -100,7 +100,7 @@ uint64_t RouterFilter::hashKey(const http::RequestHead& head) const {
       break;
     }
   }
-  return upstream::fnv1a64(v) | 1;  // never 0
+  return fnv1a64(v) | 1;  // never 0
 }
 
 void RouterFilter::recordOutcome(upstream::AttemptOutcome outcome, int status) {

@@ -11,26 +11,6 @@
 
 namespace levee::upstream {
 
-uint64_t fnv1a64(std::string_view s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-uint64_t hashCombine(uint64_t a, uint64_t b) {
-  // splitmix64 finalizer over the pair: well mixed, stable across builds and processes.
-  uint64_t x = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
 struct WorkerCluster::Pending final : public Cancellable {
   WorkerCluster* cluster{nullptr};
   PoolCallbacks* cb{nullptr};

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/policy.h"
+#include "proxy/common/hash.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/event/tcp_socket.h"
 #include "proxy/http/http1/codec.h"
@@ -26,10 +27,6 @@ namespace levee::upstream {
 
 class UpstreamConnection;
 class WorkerCluster;
-
-// Stable (cross-process) hashes for consistent load balancing.
-uint64_t fnv1a64(std::string_view s);
-uint64_t hashCombine(uint64_t a, uint64_t b);
 
 enum class PoolFailure { Overflow, ConnectFailure, ConnectTimeout, NoHealthyUpstream };
 
