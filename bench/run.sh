@@ -10,13 +10,16 @@
 #     --idle-conns N     idle keep-alive connections for the memory test (default 5000)
 #     --levee PATH       levee binary (default build/levee)
 #     --skip-levee       bench only direct/HAProxy/NGINX (for testing this script)
+#     --skip-resilient   leave out levee-res (levee with breaker + outlier detection + health checks)
 #     --skip-memory      skip the idle-connection memory test
 #     --no-pin           do not pin processes to CPUs
 #     --out DIR          keep results (results.tsv, memory.tsv, summary.txt, configs, logs)
 #     --quick            smoke run: 1 round of 2 s, 1 s warm-up, 500 idle connections
 #
 # Scenarios: c50 with a 100-byte body, c1 with a 100-byte body, c50 with a 1 KiB body.
-# Targets, interleaved in every round: direct (wrk -> origin), HAProxy, NGINX, levee.
+# Targets, interleaved in every round: direct (wrk -> origin), HAProxy, NGINX, levee, and
+# levee-res (bench/peers/levee-resilient.yaml: levee.yaml plus circuit breaker, outlier
+# detection and health checks; the summary reports levee-res/levee, the resilience overhead).
 # Pinning (when >= 2 CPUs): wrk and the idle-connection client on CPU 0; the origin and all
 # proxies on CPU 1. Every process this script starts is killed by PID on exit.
 set -euo pipefail
@@ -31,12 +34,13 @@ threads=1
 idle_conns=5000
 levee_bin=build/levee
 skip_levee=0
+skip_resilient=0
 skip_memory=0
 pin=1
 out_dir=""
 quick=0
 
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 need_arg() { if (($1 < 2)); then echo "bench: $2 needs a value" >&2; exit 2; fi; }
 while (($# > 0)); do
   case "$1" in
@@ -49,6 +53,7 @@ while (($# > 0)); do
     --levee) need_arg $# "$1"; levee_bin="$2"; shift 2 ;;
     --out) need_arg $# "$1"; out_dir="$2"; shift 2 ;;
     --skip-levee) skip_levee=1; shift ;;
+    --skip-resilient) skip_resilient=1; shift ;;
     --skip-memory) skip_memory=1; shift ;;
     --no-pin) pin=0; shift ;;
     --quick) quick=1; shift ;;
@@ -77,6 +82,10 @@ for tool in nginx haproxy wrk curl python3 taskset pgrep timeout; do
 done
 if ((${#missing[@]})); then
   echo "bench: missing tools: ${missing[*]} (run scripts/install-deps.sh)" >&2
+  exit 1
+fi
+if ((!skip_levee && !skip_resilient)) && ! command -v ss >/dev/null 2>&1; then
+  echo "bench: ss not found; the levee-res check needs it (apt-get install iproute2), or pass --skip-resilient" >&2
   exit 1
 fi
 if ((!skip_levee)); then
@@ -145,7 +154,8 @@ cleanup() {
   if [[ -n "$out_dir" ]]; then
     mkdir -p "$out_dir"
     cp "$work"/*.tsv "$work"/*.conf "$work"/*.cfg "$work"/*.log "$out_dir"/ 2>/dev/null || true
-    cp "$work"/levee.yaml "$work"/summary.txt "$out_dir"/ 2>/dev/null || true
+    cp "$work"/levee.yaml "$work"/levee-resilient.yaml "$work"/summary.txt "$out_dir"/ 2>/dev/null || true
+    cp "$work"/levee-res.metrics.txt "$work"/levee-res.*.json "$work"/resilience-check.txt "$out_dir"/ 2>/dev/null || true
     echo "bench: results kept in $out_dir"
   fi
   rm -rf "$work"
@@ -156,10 +166,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Free loopback ports, chosen by the kernel.
-read -r origin_port haproxy_port nginx_port levee_port levee_admin_port levee_probe_port < <(
+read -r origin_port haproxy_port nginx_port levee_port levee_admin_port levee_probe_port \
+  levee_res_port levee_res_admin_port levee_res_probe_port < <(
   python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(6)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -178,6 +189,8 @@ render() {
     -e "s|@ORIGIN_PORT@|$origin_port|g" -e "s|@HAPROXY_PORT@|$haproxy_port|g" \
     -e "s|@NGINX_PORT@|$nginx_port|g" -e "s|@LEVEE_PORT@|$levee_port|g" \
     -e "s|@LEVEE_ADMIN_PORT@|$levee_admin_port|g" -e "s|@LEVEE_PROBE_PORT@|$levee_probe_port|g" \
+    -e "s|@LEVEE_RES_PORT@|$levee_res_port|g" -e "s|@LEVEE_RES_ADMIN_PORT@|$levee_res_admin_port|g" \
+    -e "s|@LEVEE_RES_PROBE_PORT@|$levee_res_probe_port|g" \
     -e "s|@BODY_100@|$body_100|g" -e "s|@BODY_1K@|$body_1k|g" \
     "$repo/bench/peers/$1" >"$work/$2"
   if grep -v '^[[:space:]]*#' "$work/$2" | grep -q '@[A-Z0-9_]*@'; then
@@ -232,6 +245,9 @@ rss_kb() {
 }
 
 clk_tck="$(getconf CLK_TCK)"
+res_on=0 # levee-res started
+res_check="$work/resilience-check.txt"
+: >"$res_check"
 
 # ---- start everything --------------------------------------------------------------------
 render nginx-origin.conf origin.conf
@@ -255,13 +271,35 @@ if ((!skip_levee)); then
   targets+=(levee)
   port_of[levee]=$levee_port
   proc_of[levee]=levee
+  if ((!skip_resilient)); then
+    render levee-resilient.yaml levee-resilient.yaml
+    if ! "$levee_bin" validate "$work/levee-resilient.yaml" >"$work/levee-res-validate.log" 2>&1; then
+      echo "bench: levee rejected bench/peers/levee-resilient.yaml:" >&2
+      cat "$work/levee-res-validate.log" >&2
+      exit 1
+    fi
+    start levee-res "$levee_res_port" "$levee_bin" run --config "$work/levee-resilient.yaml" --concurrency 1
+    targets+=(levee-res)
+    port_of[levee-res]=$levee_res_port
+    proc_of[levee-res]=levee-res
+    res_on=1
+  fi
 fi
 
 scenarios=("c50-100B:$connections:/100" "c1-100B:1:/100" "c50-1KiB:$connections:/1k")
 per_scenario=$((${#targets[@]} * (warmup + rounds * duration)))
 echo "levee bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
 echo "  $pin_note; wrk -t$threads, ${duration}s x $rounds rounds after ${warmup}s warm-up; nofile $nofile"
-echo "  origin :$origin_port  haproxy :$haproxy_port  nginx :$nginx_port$( ((skip_levee)) && echo '  levee: skipped' || echo "  levee :$levee_port")"
+levee_ports="  levee: skipped"
+if ((!skip_levee)); then
+  levee_ports="  levee :$levee_port"
+  if ((res_on)); then
+    levee_ports+="  levee-res :$levee_res_port (admin :$levee_res_admin_port, probes :$levee_res_probe_port)"
+  else
+    levee_ports+="  levee-res: skipped"
+  fi
+fi
+echo "  origin :$origin_port  haproxy :$haproxy_port  nginx :$nginx_port$levee_ports"
 echo "  $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>&1 | head -1 | awk '{print "haproxy/" $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')$( ((skip_levee)) || echo ", $("$levee_bin" version 2>&1 | head -1)")"
 echo "  estimated time: ~$(((${#scenarios[@]} * per_scenario + 60) / 60)) min"
 
@@ -360,7 +398,7 @@ if ((!skip_memory)); then
     per_conn=0
     if ((alive > 0)); then per_conn=$(((rss1 - rss0) * 1024 / alive)); fi
     printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rss0" "$rss1" "$alive" "$per_conn" >>"$memory"
-    printf '  %-8s idle RSS %7.1f MiB   with %5d conns %7.1f MiB   %6d bytes/conn  (opened %d, 200 OK %d, failed %d, still open %d)\n' \
+    printf '  %-9s idle RSS %7.1f MiB   with %5d conns %7.1f MiB   %6d bytes/conn  (opened %d, 200 OK %d, failed %d, still open %d)\n' \
       "$t" "$(awk -v k="$rss0" 'BEGIN {print k / 1024}')" "$alive" \
       "$(awk -v k="$rss1" 'BEGIN {print k / 1024}')" "$per_conn" "$opened" "$ok" "$failed" "$alive"
     sleep 1 # let the server close the connections before the next target
@@ -406,7 +444,7 @@ measure() {
   cpu="$(awk -v d=$((c1 - c0)) -v hz="$clk_tck" -v n="$reqs" 'BEGIN {printf "%.2f", d * 1e6 / hz / n}')"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$t" "$rps" "$p50" "$p99" \
     "$cpu" "$reqs" "$errs" >>"$results"
-  printf '  [%-8s] round %d  %-8s %10.0f req/s   p50 %8.1f us   p99 %8.1f us   cpu %6.2f us/req%s\n' \
+  printf '  [%-8s] round %d  %-9s %10.0f req/s   p50 %8.1f us   p99 %8.1f us   cpu %6.2f us/req%s\n' \
     "$scenario" "$round" "$t" "$rps" "$p50" "$p99" "$cpu" "$( ((errs)) && echo "   ERRORS $errs" || true)"
 }
 
@@ -422,13 +460,93 @@ for spec in "${scenarios[@]}"; do
   done
 done
 
+# ---- resilience check: were the features of levee-res really on? ------------------------
+# client_ports: the client-side port of every TCP socket to or from the origin port (both
+# ends of each loopback connection, in any state including TIME_WAIT), sorted and unique.
+client_ports() {
+  ss -Htan 2>/dev/null | awk -v o="127.0.0.1:$origin_port" '
+    $4 == o { n = split($5, a, ":"); print a[n] }
+    $5 == o { n = split($4, a, ":"); print a[n] }' | sort -u
+}
+res_ok=1
+if ((res_on)); then
+  echo
+  echo "resilience check (levee-res, after the run)"
+  res_fail() { echo "  FAIL $*" | tee -a "$res_check"; res_ok=0; }
+  res_pass() { echo "  ok   $*" | tee -a "$res_check"; }
+  # 1. The breaker exists and is closed (the gauge is only exported for upstreams with one).
+  curl -s -m 5 "http://127.0.0.1:$levee_res_probe_port/metrics" >"$work/levee-res.metrics.txt" || true
+  if grep -qx 'levee_circuit_breaker_state{upstream="origin"} 0' "$work/levee-res.metrics.txt"; then
+    res_pass 'circuit breaker on and closed: levee_circuit_breaker_state{upstream="origin"} 0'
+  else
+    res_fail "circuit breaker: no 'levee_circuit_breaker_state{upstream=\"origin\"} 0' in /metrics ($(grep '^levee_circuit_breaker_state' "$work/levee-res.metrics.txt" | head -1 || true))"
+  fi
+  # 2. The breaker counted the load (its sliding window is 10 s; levee-res was measured last).
+  curl -s -m 5 "http://127.0.0.1:$levee_res_admin_port/admin/circuit-breakers" >"$work/levee-res.circuit-breakers.json" || true
+  # 3. Outlier detection and health checks are on, and the origin is healthy and not ejected.
+  curl -s -m 5 "http://127.0.0.1:$levee_res_admin_port/admin/clusters" >"$work/levee-res.clusters.json" || true
+  while IFS= read -r line; do
+    case "$line" in
+      ok*) res_pass "${line#ok }" ;;
+      *) res_fail "${line#fail }" ;;
+    esac
+  done < <(python3 - "$work/levee-res.circuit-breakers.json" "$work/levee-res.clusters.json" <<'PY'
+import json, sys
+try:
+    cb = [b for b in json.load(open(sys.argv[1]))["circuit_breakers"] if b["upstream"] == "origin"]
+    if not cb:
+        raise ValueError("no circuit breaker for upstream origin")
+    cb = cb[0]
+    w = cb["window"]
+    print(f"{'ok' if cb['state'] == 'closed' else 'fail'} /admin/circuit-breakers: state {cb['state']}, "
+          f"mode {cb['mode']}, window {w['requests']} requests / {w['failures']} failures, "
+          f"rejected {cb['rejected_total']}")
+except Exception as e:
+    print(f"fail /admin/circuit-breakers: {e}")
+try:
+    up = [u for u in json.load(open(sys.argv[2]))["upstreams"] if u["name"] == "origin"]
+    if not up:
+        raise ValueError("no upstream origin")
+    up = up[0]
+    hosts = [h for ep in up["endpoints"] for h in ep["resolved"]]
+    good = up["health_check"] and up["outlier_detection"] and hosts and all(h["state"] == "healthy" for h in hosts)
+    print(f"{'ok' if good else 'fail'} /admin/clusters: health_check {str(up['health_check']).lower()}, "
+          f"outlier_detection {str(up['outlier_detection']).lower()}, endpoints "
+          + (", ".join(f"{h['address']} {h['state']}" for h in hosts) or "none"))
+except Exception as e:
+    print(f"fail /admin/clusters: {e}")
+PY
+  )
+  # 4. Health checks reach the origin: every check is a fresh connection (Connection: close).
+  # Nothing else opens connections to the origin now (no traffic; the proxies' pooled
+  # connections are already open, and closing one adds no port), so new client ports in
+  # 3.5 s are health checks.
+  before="$(client_ports)"
+  sleep 3.5
+  new_conns="$(comm -13 <(echo "$before") <(client_ports) | grep -c . || true)"
+  if ((new_conns >= 1)); then
+    res_pass "health checks reach the origin: $new_conns new connection(s) to it in 3.5 s while idle (interval 1s)"
+  else
+    res_fail "health checks: no new connection to the origin in 3.5 s while idle (interval 1s)"
+  fi
+  if ((res_ok)); then
+    echo "  => resilience features were active in levee-res" | tee -a "$res_check"
+  else
+    echo "  => levee-res did NOT have every resilience feature active; its numbers are not the overhead" | tee -a "$res_check"
+  fi
+fi
+
 # ---- summary -----------------------------------------------------------------------------
-python3 - "$results" "$memory" "$pin_note" <<'PY' | tee "$work/summary.txt"
+python3 - "$results" "$memory" "$pin_note" "$res_check" <<'PY' | tee "$work/summary.txt"
 import csv, statistics, sys
 
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 mem = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
-order = ["direct", "haproxy", "nginx", "levee"]
+order = ["direct", "haproxy", "nginx", "levee", "levee-res"]
+res_check = open(sys.argv[4]).read().rstrip()
+res_valid = "FAIL" not in res_check  # the feature check after the run passed
+res_budget = 0.03  # the issue's budget: levee-res within 3% of levee's req/s
+res_verdicts = []
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 
 def by(scen, target, key):
@@ -441,12 +559,12 @@ for scen in scenarios:
     targets = [t for t in order if any(r["scenario"] == scen and r["target"] == t for r in rows)]
     direct_p50 = by(scen, "direct", "p50_us")
     print(f"\n{scen}")
-    print(f"  {'target':<8} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'+p50 vs direct':>15} {'cpu us/req':>11} {'errors':>7}")
+    print(f"  {'target':<9} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'+p50 vs direct':>15} {'cpu us/req':>11} {'errors':>7}")
     for t in targets:
         rps, p50, p99, cpu = (by(scen, t, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req"))
         errs = sum(int(r["errors"]) for r in rows if r["scenario"] == scen and r["target"] == t)
         added = med([p50[k] - direct_p50[k] for k in p50 if k in direct_p50]) if t != "direct" else 0.0
-        print(f"  {t:<8} {med(list(rps.values())):>10.0f} {med(list(p50.values())):>9.1f} "
+        print(f"  {t:<9} {med(list(rps.values())):>10.0f} {med(list(p50.values())):>9.1f} "
               f"{med(list(p99.values())):>9.1f} {added:>15.1f} {med(list(cpu.values())):>11.2f} {errs:>7d}")
     rounds = sorted(by(scen, "direct", "rps"))
     pairs = [("levee", "haproxy"), ("levee", "nginx"), ("levee", "direct")] if "levee" in targets \
@@ -466,15 +584,57 @@ for scen in scenarios:
                   + f"  median={med(per):+.1f}us")
     if "levee" not in targets:
         print("  (levee skipped)")
+    elif "levee-res" not in targets:
+        print("  (levee-res skipped: --skip-resilient)")
+    else:
+        # Resilience overhead: levee-res (breaker + outlier detection + health checks) against
+        # levee in the same round. overhead = 1 - ratio of req/s; negative = levee-res was faster.
+        ra, rb = by(scen, "levee-res", "rps"), by(scen, "levee", "rps")
+        per = [ra[k] / rb[k] for k in rounds if k in ra and k in rb and rb[k] > 0]
+        print(f"  req/s levee-res/levee: " + " ".join(f"r{k}={x:.3f}" for k, x in zip(rounds, per))
+              + f"  median={med(per):.3f}")
+        ca, cb = by(scen, "levee-res", "cpu_us_per_req"), by(scen, "levee", "cpu_us_per_req")
+        cper = [ca[k] / cb[k] for k in rounds if k in ca and k in cb and cb[k] > 0]
+        print(f"  cpu us/req levee-res/levee: " + " ".join(f"r{k}={x:.3f}" for k, x in zip(rounds, cper))
+              + f"  median={med(cper):.3f}")
+        if scen.startswith("c1"):
+            pa, pb = by(scen, "levee-res", "p50_us"), by(scen, "levee", "p50_us")
+            pd = [pa[k] - pb[k] for k in rounds if k in pa and k in pb]
+            print(f"  p50 levee-res - levee: " + " ".join(f"r{k}={x:+.1f}us" for k, x in zip(rounds, pd))
+                  + f"  median={med(pd):+.1f}us")
+        overhead = 1 - med(per)
+        ok = overhead <= res_budget
+        res_verdicts.append((scen, overhead, ok))
+        print(f"  resilience overhead (1 - median req/s levee-res/levee): {overhead * 100:+.1f}% -> "
+              f"{'within' if ok else 'NOT within'} {res_budget * 100:.0f}%")
+
+if res_verdicts:
+    print(f"\nresilience overhead (levee-res = levee + circuit breaker + outlier detection + health checks;"
+          f" budget {res_budget * 100:.0f}% of levee's req/s, same run)")
+    for scen, overhead, ok in res_verdicts:
+        print(f"  {scen:<9} {overhead * 100:+5.1f}%  {'within' if ok else 'NOT within'} {res_budget * 100:.0f}%")
+    n_ok = sum(ok for _, _, ok in res_verdicts)
+    print(f"  median overhead within {res_budget * 100:.0f}% in {n_ok}/{len(res_verdicts)} scenarios"
+          + (f" (medians of {len(rounds)} round(s); noisy below 3 rounds)" if len(rounds) < 3 else ""))
+    if not res_valid:
+        print("  NOT A VALID MEASUREMENT: the feature check failed, levee-res did not run with every feature on")
+    if res_check:
+        print("  feature check:")
+        for line in res_check.splitlines():
+            print("  " + line)
 
 if mem:
     print(f"\nmemory ({mem[0]['conns_alive']} idle keep-alive connections; RSS summed over the process and its children)")
-    print(f"  {'target':<8} {'idle RSS MiB':>12} {'loaded RSS MiB':>15} {'bytes/conn':>11}")
+    print(f"  {'target':<9} {'idle RSS MiB':>12} {'loaded RSS MiB':>15} {'bytes/conn':>11}")
     for m in mem:
-        print(f"  {m['target']:<8} {int(m['idle_rss_kb'])/1024:>12.1f} {int(m['loaded_rss_kb'])/1024:>15.1f} "
+        print(f"  {m['target']:<9} {int(m['idle_rss_kb'])/1024:>12.1f} {int(m['loaded_rss_kb'])/1024:>15.1f} "
               f"{int(m['bytes_per_conn']):>11d}")
 PY
 if awk -F'\t' 'NR > 1 && $9 > 0 {found = 1} END {exit !found}' "$results"; then
   echo "bench: some measurements had errors (non-2xx responses or socket errors); see above" >&2
+  exit 1
+fi
+if ((!res_ok)); then
+  echo "bench: levee-res did not have its resilience features active; see the resilience check above" >&2
   exit 1
 fi

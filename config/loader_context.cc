@@ -13,12 +13,10 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 10> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
     {"policy", "degradation", ""},
     {"policy", "companion", ""},
     {"listener", "tls", ""},
-    {"route", "retry", ""},
-    {"route", "rate_limit", ""},
     {"route", "fallback", ""},
     {"route", "fault", ""},
     {"upstream", "endpoints_from", ""},

@@ -1,7 +1,7 @@
 #pragma once
 // Internal to config/: the error collector and typed readers shared by the loader's sections
-// (loader.cc, loader_listeners.cc, loader_upstreams.cc, loader_resilience.cc). Not part of the
-// public API.
+// (loader.cc, loader_listeners.cc, loader_upstreams.cc, loader_resilience.cc,
+// loader_routes_resilience.cc). Not part of the public API.
 
 #include <cstdint>
 #include <initializer_list>
@@ -163,6 +163,32 @@ private:
   bool ok_{false};
 };
 
+// Helpers shared by the resilience blocks (defined in loader_resilience.cc).
+
+// "30s", "5m", "1500ms": durations as shown in messages.
+std::string durationText(Duration d);
+// Reads `key` when present; it must be greater than zero. False only when present and invalid.
+bool positiveDuration(LoadContext& ctx, const MapReader& m, std::string_view key, Duration& out);
+// Reads `key` when present. False only when present and invalid.
+bool optionalUint(const MapReader& m, std::string_view key, uint32_t min, uint32_t max,
+                  uint32_t& out);
+
+// One side of a relation between two keys of the same mapping.
+struct Operand {
+  std::string_view key;
+  std::string text;  // the value as shown in the message
+  const Node* node;  // where it is written; nullptr: it has its default value
+};
+Operand durationOperand(const MapReader& m, std::string_view key, Duration value);
+// Reports that `subject` breaks "`subject` <relation> `other`": at subject when it is written,
+// else at other, with `inverse` (the same relation seen from other) and a hint.
+void reportRelation(LoadContext& ctx, const MapReader& m, const Operand& subject,
+                    std::string_view relation, const Operand& other, std::string_view inverse);
+// A sequence of distinct HTTP status codes in [min, max] (health_check.expected_statuses,
+// retry.statuses). An empty sequence is an error ("leave the key out for the default").
+void parseStatusList(LoadContext& ctx, const Node& node, const std::string& path, uint64_t min,
+                     uint64_t max, std::vector<int>& out);
+
 // Sections (loader_listeners.cc, loader_upstreams.cc).
 void parseListeners(LoadContext& ctx, const Node& node, const std::string& path,
                     std::vector<Listener>& out);
@@ -180,5 +206,11 @@ void parseHealthCheck(LoadContext& ctx, const Node& node, const std::string& pat
                       HealthCheckConfig& out);
 void parseFailover(LoadContext& ctx, const Node& node, const std::string& path,
                    FailoverConfig& out);
+
+// The request resilience blocks of one route (loader_routes_resilience.cc). The route's own
+// checks (per_try_timeout against the route timeout) are done by the caller.
+void parseRetry(LoadContext& ctx, const Node& node, const std::string& path, RetryConfig& out);
+void parseRateLimit(LoadContext& ctx, const Node& node, const std::string& path,
+                    RateLimitConfig& out);
 
 }  // namespace levee::config::detail

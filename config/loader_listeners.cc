@@ -165,8 +165,25 @@ void parseMatch(LoadContext& ctx, const Node& node, const std::string& path, Rou
   }
 }
 
+// The route timeout bounds the whole request, every attempt included: a try allowed to run as
+// long as the request leaves no time for a retry. Both values are set only when they parsed.
+void checkPerTryTimeout(LoadContext& ctx, const Node& retry, const std::string& retry_path,
+                        const Route& route) {
+  const Duration per_try = route.retry.per_try_timeout;
+  if (per_try == Duration::zero() || route.timeout == Duration::zero() ||
+      per_try < route.timeout) {
+    return;
+  }
+  const Node* value = findValue(retry, "per_try_timeout");
+  ctx.error(value != nullptr ? *value : retry, childPath(retry_path, "per_try_timeout"),
+            "per_try_timeout (" + durationText(per_try) +
+                ") must be less than the route timeout (" + durationText(route.timeout) +
+                "): the route timeout bounds all attempts, so no retry would fit");
+}
+
 void parseRoute(LoadContext& ctx, const Node& node, const std::string& path, Route& route) {
-  MapReader r(ctx, node, path, "route", {"name", "match", "upstream", "tier", "timeout"});
+  MapReader r(ctx, node, path, "route",
+              {"name", "match", "upstream", "tier", "timeout", "retry", "rate_limit"});
   if (!r.ok()) {
     return;
   }
@@ -184,6 +201,13 @@ void parseRoute(LoadContext& ctx, const Node& node, const std::string& path, Rou
   }
   r.choice("tier", {{"core", RouteTier::Core}, {"noncore", RouteTier::NonCore}}, route.tier);
   r.duration("timeout", route.timeout);
+  if (const Node* retry = r.find("retry")) {
+    parseRetry(ctx, *retry, r.path("retry"), route.retry);
+    checkPerTryTimeout(ctx, *retry, r.path("retry"), route);
+  }
+  if (const Node* rate_limit = r.find("rate_limit")) {
+    parseRateLimit(ctx, *rate_limit, r.path("rate_limit"), route.rate_limit);
+  }
 }
 
 void parseRoutes(LoadContext& ctx, const Node& node, const std::string& path,

@@ -16,7 +16,14 @@ namespace {
 
 constexpr uint32_t kMaxUint32 = std::numeric_limits<uint32_t>::max();
 
-// "30s", "5m", "1500ms": durations as shown in messages.
+std::string operandText(const Operand& o) {
+  return std::string(o.key) + " (" + o.text + (o.node == nullptr ? ", the default)" : ")");
+}
+
+}  // namespace
+
+// === helpers shared with loader_routes_resilience.cc (declared in loader_context.h) ===
+
 std::string durationText(Duration d) {
   const int64_t ms = d.count();
   if (ms != 0 && ms % 3'600'000 == 0) {
@@ -31,7 +38,6 @@ std::string durationText(Duration d) {
   return std::to_string(ms) + "ms";
 }
 
-// Reads `key` when present; it must be greater than zero. False only when present and invalid.
 bool positiveDuration(LoadContext& ctx, const MapReader& m, std::string_view key, Duration& out) {
   const Node* value = m.find(key);
   if (value == nullptr) {
@@ -49,25 +55,11 @@ bool positiveDuration(LoadContext& ctx, const MapReader& m, std::string_view key
   return true;
 }
 
-// Reads `key` when present. False only when present and invalid.
 bool optionalUint(const MapReader& m, std::string_view key, uint32_t min, uint32_t max,
                   uint32_t& out) {
   return m.find(key) == nullptr || m.uint32(key, min, max, out);
 }
 
-// One side of a relation between two keys of the same mapping.
-struct Operand {
-  std::string_view key;
-  std::string text;  // the value as shown in the message
-  const Node* node;  // where it is written; nullptr: it has its default value
-};
-
-std::string operandText(const Operand& o) {
-  return std::string(o.key) + " (" + o.text + (o.node == nullptr ? ", the default)" : ")");
-}
-
-// Reports that `subject` breaks "`subject` <relation> `other`": at subject when it is written,
-// else at other, with `inverse` (the same relation seen from other) and a hint.
 void reportRelation(LoadContext& ctx, const MapReader& m, const Operand& subject,
                     std::string_view relation, const Operand& other, std::string_view inverse) {
   if (subject.node != nullptr) {
@@ -84,7 +76,6 @@ Operand durationOperand(const MapReader& m, std::string_view key, Duration value
   return Operand{key, durationText(value), m.find(key)};
 }
 
-// A sequence of distinct HTTP status codes in [min, max] (health_check.expected_statuses).
 void parseStatusList(LoadContext& ctx, const Node& node, const std::string& path, uint64_t min,
                      uint64_t max, std::vector<int>& out) {
   if (!expectSequence(ctx, node, path)) {
@@ -118,6 +109,8 @@ void parseStatusList(LoadContext& ctx, const Node& node, const std::string& path
     out = std::move(statuses);
   }
 }
+
+namespace {
 
 // === circuit_breaker ===
 

@@ -256,10 +256,10 @@ TEST(LoaderTest, UnknownKeyGetsDidYouMeanHint) {
 
 TEST(LoaderTest, MisspeltNotYetSupportedKeyIsStillHinted) {
   std::string yaml(kMinimal);
-  yaml.replace(yaml.find("        upstream: app"), 0, "        retyr: {}\n");
+  yaml.replace(yaml.find("        upstream: app"), 0, "        fallbak: {}\n");
   EXPECT_THAT(errorsOf(yaml),
-              ElementsAre("p.yaml:8:9: listeners[0].routes[0].retyr: unknown key \"retyr\" (did "
-                          "you mean \"retry\"?)"));
+              ElementsAre("p.yaml:8:9: listeners[0].routes[0].fallbak: unknown key \"fallbak\" "
+                          "(did you mean \"fallback\"?)"));
 }
 
 TEST(LoaderTest, UnknownKeyWithoutCloseMatchListsAllowedKeys) {

@@ -51,12 +51,62 @@ struct RouteMatch {
 
 enum class RouteTier { Core, NonCore };
 
+// Route `retry` (DESIGN section 5; issue "request resilience").
+struct RetryBudgetConfig {
+  enum class Kind { None, Percent, Ratio };
+  Kind kind{Kind::None};
+  // Envoy's model: concurrent retries <= max(min_concurrency, percent% of active requests).
+  uint32_t percent{20};
+  uint32_t min_concurrency{3};
+  // Linkerd/Finagle's model: each request deposits `ratio` tokens (kept for `ttl`), each retry
+  // withdraws one; `min_per_second` retries are always allowed.
+  double ratio{0.2};
+  uint32_t min_per_second{10};
+  Duration ttl{10000};
+};
+
+struct RetryConfig {
+  bool enabled{false};
+  uint32_t max_retries{1};
+  // `on`: connect-failure, reset, timeout (per try), 5xx, gateway-error (502/503/504),
+  // retriable-status (with `statuses`).
+  bool on_connect_failure{true};
+  bool on_reset{false};
+  bool on_timeout{false};
+  bool on_5xx{false};
+  bool on_gateway_error{false};
+  bool on_retriable_status{false};
+  std::vector<int> statuses;
+  Duration per_try_timeout{0};              // 0: none (the route timeout still bounds all)
+  Duration backoff_base{25};
+  Duration backoff_max{250};
+  std::vector<std::string> methods;         // empty: idempotent methods only
+  RetryBudgetConfig budget;
+  bool honor_retry_after{true};
+  uint64_t max_body_bytes{64 * 1024};       // bigger request bodies are never retried
+};
+
+// Route `rate_limit`.
+struct RateLimitConfig {
+  bool enabled{false};
+  double rate_per_second{0};   // refill rate ("100/s", "6000/m")
+  std::string rate_text;       // as written, for the RateLimit-Policy header
+  uint32_t burst{0};           // bucket size
+  enum class Key { ClientIp, Header, Route };
+  Key key{Key::ClientIp};
+  std::string header;          // for Key::Header (lower-case)
+  bool shadow{false};          // mode: shadow -> admit all, count would-be denials
+  uint32_t max_keys{100000};   // bounded per-key table (LRU)
+};
+
 struct Route {
   std::string name;
   RouteMatch match;
   std::string upstream;
   RouteTier tier{RouteTier::Core};
   Duration timeout{0};  // whole request; 0 = none
+  RetryConfig retry;
+  RateLimitConfig rate_limit;
 };
 
 // Per-listener HTTP limits (not in DESIGN's example; documented in docs/policy.md).

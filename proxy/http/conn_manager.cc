@@ -96,7 +96,7 @@ public:
   }
 
   void sendLocalReply(int status, std::string_view reason, std::string_view detail,
-                      uint32_t retry_after_s = 0) override {
+                      uint32_t retry_after_s = 0, std::string_view extra_headers = {}) override {
     if (response_started_) {
       resetStream();
       return;
@@ -110,7 +110,8 @@ public:
     // as the next request otherwise), or when draining.
     bool close = !request_complete_ || !head_.keep_alive || cm_.config_.draining();
     std::string out;
-    buildLocalReply(out, status, reason, info_.request_id, close, head_.method == "HEAD", retry_after_s);
+    buildLocalReply(out, status, reason, info_.request_id, close, head_.method == "HEAD", retry_after_s,
+                    extra_headers);
     info_.bytes_sent += out.size();
     response_started_ = true;
     cm_.socket_->write(out);

@@ -7,7 +7,7 @@ namespace levee::http {
 
 void buildLocalReply(std::string& out, int status, std::string_view reason,
                      std::string_view request_id, bool close_connection, bool head_request,
-                     uint32_t retry_after_s) {
+                     uint32_t retry_after_s, std::string_view extra_headers) {
   std::string body;
   json::Writer w(body);
   w.beginObject().key("error").value(reason).key("status").value(status);
@@ -34,7 +34,9 @@ void buildLocalReply(std::string& out, int status, std::string_view reason,
   if (close_connection) {
     out.append("\r\nconnection: close");
   }
-  out.append("\r\n\r\n");
+  out.append("\r\n");
+  out.append(extra_headers);
+  out.append("\r\n");
   if (!head_request) {
     out.append(body);
   }

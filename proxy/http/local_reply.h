@@ -12,6 +12,6 @@ namespace levee::http {
 // Appends a complete HTTP/1.1 response (head + body) to `out`.
 void buildLocalReply(std::string& out, int status, std::string_view reason,
                      std::string_view request_id, bool close_connection, bool head_request,
-                     uint32_t retry_after_s = 0);
+                     uint32_t retry_after_s = 0, std::string_view extra_headers = {});
 
 }  // namespace levee::http

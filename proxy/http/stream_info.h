@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,11 @@ struct StreamInfo {
   uint64_t bytes_sent{0};
   // Opaque per-route stats handle set by the router (bumped by the connection manager).
   void* route_stats{nullptr};
+  // Route matched when the filter chain was built (router::CompiledRoute), and the snapshot
+  // object that keeps it alive for the stream's lifetime.
+  bool route_resolved{false};
+  const void* route{nullptr};
+  std::shared_ptr<const void> route_pin;
 };
 
 }  // namespace levee::http

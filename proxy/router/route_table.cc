@@ -2,7 +2,8 @@
 
 namespace levee::router {
 
-RouteTable::RouteTable(config::PolicyConstSharedPtr policy, size_t listener_index)
+RouteTable::RouteTable(config::PolicyConstSharedPtr policy, size_t listener_index,
+                       const RetryStateFactory& retry_states)
     : policy_(std::move(policy)), listener_index_(listener_index) {
   const auto& routes = policy_->listeners[listener_index_].routes;
   routes_.reserve(routes.size());
@@ -13,6 +14,9 @@ RouteTable::RouteTable(config::PolicyConstSharedPtr policy, size_t listener_inde
     if (routes[i].match.path_kind == config::RouteMatch::PathKind::Regex) {
       // Validated by the loader; compiled here once per snapshot, never per request.
       cr.regex.emplace(routes[i].match.path, std::regex::ECMAScript | std::regex::optimize);
+    }
+    if (routes[i].retry.enabled && retry_states) {
+      cr.retry = retry_states(policy_->listeners[listener_index_], routes[i]);
     }
     routes_.push_back(std::move(cr));
   }

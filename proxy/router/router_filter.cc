@@ -1,5 +1,6 @@
 #include "proxy/router/router_filter.h"
 
+#include "proxy/common/backoff.h"
 #include "proxy/common/logger.h"
 #include "proxy/http/http1/encoder.h"
 #include "proxy/http/stream_info.h"
@@ -12,8 +13,15 @@ constexpr size_t kMaxBufferedBody = 1024 * 1024;
 RouterFilter::~RouterFilter() = default;
 
 http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, bool end_stream) {
-  table_ = ctx_.routeTable();
-  route_ = table_->match(head);
+  http::StreamInfo& si = cb_->streamInfo();
+  if (si.route_resolved) {
+    // Matched once when the chain was built (per-route filters saw the same route).
+    table_ = std::static_pointer_cast<const RouteTable>(si.route_pin);
+    route_ = static_cast<const CompiledRoute*>(si.route);
+  } else {
+    table_ = ctx_.routeTable();
+    route_ = table_->match(head);
+  }
   request_complete_ = end_stream;
   if (route_ == nullptr) {
     localReply(404, "no_route", "no route matched");
@@ -55,6 +63,16 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
   if (route_->route->timeout.count() > 0) {
     timeout_timer_ = cb_->dispatcher().createTimer([this] { onTimeout(); });
     timeout_timer_->enable(route_->route->timeout);
+    has_deadline_ = true;
+    deadline_ = std::chrono::steady_clock::now() + route_->route->timeout;
+  }
+  if (route_->route->retry.enabled) {
+    retry_cfg_ = &route_->route->retry;
+    retry_state_ = route_->retry;
+    if (retry_state_ && retry_state_->budget) {
+      retry_state_->budget->onRequestStart();
+      budget_request_counted_ = true;
+    }
   }
   requestConnection();
   return http::FilterHeadersStatus::StopIteration;
@@ -66,7 +84,160 @@ void RouterFilter::requestConnection() {
   outcome_recorded_ = false;
   response_status_ = 0;
   uint64_t key = cluster_->config().load_balancer == config::LoadBalancerKind::Hash ? hashKey(cb_->requestHead()) : 0;
-  pending_ = cluster_->newStream(*this, retried_ && host_ ? host_.get() : nullptr, key);
+  if (retry_cfg_ != nullptr && retry_cfg_->per_try_timeout.count() > 0) {
+    if (!per_try_timer_) {
+      per_try_timer_ = cb_->dispatcher().createTimer([this] { onPerTryTimeout(); });
+    }
+    per_try_timer_->enable(retry_cfg_->per_try_timeout);
+  }
+  // A retry (or a stale-connection replay) prefers another endpoint than the one that failed.
+  pending_ = cluster_->newStream(*this, (retried_ || retries_ > 0) && host_ ? host_.get() : nullptr, key);
+}
+
+bool RouterFilter::isMethodRetriable() const {
+  const http::RequestHead& h = cb_->requestHead();
+  for (const auto& m : retry_cfg_->methods) {
+    if (m == h.method) {
+      return true;
+    }
+  }
+  // Only idempotent methods by default; anything else only with an Idempotency-Key.
+  return (retry_cfg_->methods.empty() && isRetrySafe()) || h.headers.has("idempotency-key");
+}
+
+bool RouterFilter::maybeRetry(FailureKind kind, int status, std::string_view retry_after) {
+  endRetryAttempt();
+  if (retry_cfg_ == nullptr || destroyed_ || response_started_forwarded_) {
+    return false;
+  }
+  const config::RetryConfig& c = *retry_cfg_;
+  if (retries_ >= c.max_retries) {
+    return false;
+  }
+  bool condition = false;
+  switch (kind) {
+    case FailureKind::ConnectFailure:
+      condition = c.on_connect_failure;
+      break;
+    case FailureKind::Reset:
+      condition = c.on_reset;
+      break;
+    case FailureKind::Timeout:
+      condition = c.on_timeout;
+      break;
+    case FailureKind::Status:
+      condition = (c.on_5xx && status >= 500) || (c.on_gateway_error && status >= 502 && status <= 504) ||
+                  (c.on_retriable_status &&
+                   std::find(c.statuses.begin(), c.statuses.end(), status) != c.statuses.end());
+      break;
+  }
+  if (!condition) {
+    return false;
+  }
+  // Safety: a connect failure sent nothing, so any method may be retried; otherwise only
+  // idempotent methods (or listed ones, or with Idempotency-Key), and only with the whole
+  // body still in hand.
+  if (kind != FailureKind::ConnectFailure && !isMethodRetriable()) {
+    return false;
+  }
+  if (!body_retainable_ || (kind != FailureKind::ConnectFailure && !request_complete_)) {
+    return false;
+  }
+  // Never retry into an open breaker.
+  if (common::CircuitBreaker* br = cluster_->shared().breaker()) {
+    auto st = br->state();
+    if ((st == common::CircuitBreaker::State::Open || st == common::CircuitBreaker::State::ForcedOpen) &&
+        !cluster_->config().circuit_breaker.shadow) {
+      return false;
+    }
+  }
+  std::chrono::milliseconds delay =
+      common::fullJitterBackoff(retries_ + 1, c.backoff_base, c.backoff_max, ctx_.random());
+  if (c.honor_retry_after && !retry_after.empty()) {
+    auto ra = common::parseRetryAfter(retry_after, std::chrono::system_clock::now());
+    if (ra) {
+      delay = *ra;
+    }
+  }
+  if (has_deadline_ && std::chrono::steady_clock::now() + delay >= deadline_) {
+    return false;  // the route timeout bounds every attempt and backoff
+  }
+  if (retry_state_ && retry_state_->budget) {
+    if (!retry_state_->budget->tryStartRetry()) {
+      if (retry_state_->budget_exhausted != nullptr) {
+        retry_state_->budget_exhausted->inc();
+      }
+      return false;  // the original failure is returned
+    }
+    retry_budget_held_ = true;
+  }
+  ++retries_;
+  if (retry_state_ && retry_state_->attempted != nullptr) {
+    retry_state_->attempted->inc();
+  }
+  if (!backoff_timer_) {
+    backoff_timer_ = cb_->dispatcher().createTimer([this] { onBackoffElapsed(); });
+  }
+  backoff_timer_->enable(delay);
+  return true;
+}
+
+void RouterFilter::onBackoffElapsed() {
+  // Replay the whole request on a fresh attempt.
+  body_buffer_ = retry_body_;
+  response_started_ = false;
+  response_status_ = 0;
+  if (common::CircuitBreaker* br = cluster_->shared().breaker()) {
+    admission_ = br->admit();
+    has_admission_ = true;
+    if (!admission_.allowed) {
+      has_admission_ = false;
+      cluster_->shared().countRejected(false);
+      countFinal(false);
+      localReply(503, "breaker_open", "circuit breaker open before a retry");
+      return;
+    }
+  }
+  requestConnection();
+}
+
+void RouterFilter::endRetryAttempt() {
+  if (per_try_timer_) {
+    per_try_timer_->disable();
+  }
+  if (retry_budget_held_) {
+    retry_budget_held_ = false;
+    retry_state_->budget->onRetryEnd();
+  }
+}
+
+void RouterFilter::countFinal(bool success) {
+  if (final_counted_ || retries_ == 0 || !retry_state_) {
+    return;
+  }
+  final_counted_ = true;
+  stats::Counter* c = success ? retry_state_->succeeded : retry_state_->failed;
+  if (c != nullptr) {
+    c->inc();
+  }
+}
+
+void RouterFilter::onPerTryTimeout() {
+  recordOutcome(upstream::AttemptOutcome::Timeout, 0);
+  if (pending_ != nullptr) {
+    pending_->cancel();
+    pending_ = nullptr;
+  }
+  releaseConnection(false);  // the route timeout keeps running across attempts
+  if (response_started_forwarded_) {
+    cb_->resetStream();
+    return;
+  }
+  if (maybeRetry(FailureKind::Timeout, 0, {})) {
+    return;
+  }
+  countFinal(false);
+  localReply(504, "upstream_timeout", "per-try timeout");
 }
 
 uint64_t RouterFilter::hashKey(const http::RequestHead& head) const {
@@ -166,6 +337,11 @@ void RouterFilter::onPoolFailure(upstream::PoolFailure reason, std::string_view 
   } else {
     outcome_recorded_ = true;  // not the upstream's fault (overflow / no host): not counted
   }
+  if ((reason == upstream::PoolFailure::ConnectFailure || reason == upstream::PoolFailure::ConnectTimeout) &&
+      maybeRetry(FailureKind::ConnectFailure, 0, {})) {
+    return;
+  }
+  countFinal(false);
   switch (reason) {
     case upstream::PoolFailure::Overflow:
       localReply(503, "upstream_overflow", detail);
@@ -183,6 +359,14 @@ void RouterFilter::onPoolFailure(upstream::PoolFailure reason, std::string_view 
 http::FilterDataStatus RouterFilter::decodeData(const char* data, size_t len, bool end_stream) {
   if (end_stream) {
     request_complete_ = true;
+  }
+  if (retry_cfg_ != nullptr && body_retainable_ && !tunnel_) {
+    if (retry_body_.size() + len > retry_cfg_->max_body_bytes) {
+      body_retainable_ = false;  // bigger bodies are never retried
+      std::string().swap(retry_body_);
+    } else {
+      retry_body_.append(data, len);
+    }
   }
   if (tunnel_) {
     if (conn_ != nullptr && len > 0) {
@@ -250,6 +434,21 @@ void RouterFilter::onUpstreamInformational(http::ResponseHead& head) { cb_->enco
 void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) {
   response_started_ = true;
   response_status_ = head.status;
+  if (retry_cfg_ != nullptr && head.status >= 400 && retries_ < retry_cfg_->max_retries) {
+    std::string retry_after(head.headers.get("retry-after"));
+    recordOutcome(upstream::AttemptOutcome::Response, head.status);
+    // Decide before forwarding anything: if retried, the response is dropped with its
+    // connection.
+    if (conn_ != nullptr && maybeRetry(FailureKind::Status, head.status, retry_after)) {
+      releaseConnection(false);
+      return;
+    }
+  }
+  if (per_try_timer_) {
+    per_try_timer_->disable();
+  }
+  response_started_forwarded_ = head.status != 100;
+  countFinal(head.status < 500);
   if (head.status == 101) {
     recordOutcome(upstream::AttemptOutcome::Response, head.status);
   }
@@ -287,9 +486,16 @@ void RouterFilter::finishExchange(bool reusable) {
   if (timeout_timer_) {
     timeout_timer_->disable();
   }
+  if (per_try_timer_) {
+    per_try_timer_->disable();
+  }
   if (reusable) {
     recordOutcome(upstream::AttemptOutcome::Response, response_status_);
   }
+  releaseConnection(reusable);
+}
+
+void RouterFilter::releaseConnection(bool reusable) {
   if (conn_ != nullptr) {
     upstream::UpstreamConnection* conn = conn_;
     conn_ = nullptr;
@@ -336,6 +542,10 @@ void RouterFilter::onUpstreamReset(std::string_view detail, bool response_starte
     requestConnection();
     return;
   }
+  if (maybeRetry(FailureKind::Reset, 0, {})) {
+    return;
+  }
+  countFinal(false);
   localReply(502, "upstream_reset", detail);
 }
 
@@ -349,6 +559,11 @@ void RouterFilter::decodeTunnelEof() {
 
 void RouterFilter::onTimeout() {
   recordOutcome(upstream::AttemptOutcome::Timeout, 0);
+  endRetryAttempt();
+  if (backoff_timer_) {
+    backoff_timer_->disable();
+  }
+  countFinal(false);
   if (pending_ != nullptr) {
     pending_->cancel();
     pending_ = nullptr;
@@ -367,6 +582,13 @@ void RouterFilter::localReply(int status, std::string_view reason, std::string_v
 void RouterFilter::onDestroy() {
   destroyed_ = true;
   timeout_timer_.reset();
+  endRetryAttempt();
+  per_try_timer_.reset();
+  backoff_timer_.reset();
+  if (budget_request_counted_) {
+    budget_request_counted_ = false;
+    retry_state_->budget->onRequestEnd();
+  }
   if (!outcome_recorded_ && has_admission_) {
     // The client went away (or the response was cut): say nothing about the upstream's
     // health, but release a half-open probe slot rather than let it time out.

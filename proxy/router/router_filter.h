@@ -22,6 +22,8 @@ public:
   virtual upstream::WorkerClusterSharedPtr cluster(const std::string& name) = 0;
   // Opaque per-route stats handle stored in StreamInfo::route_stats.
   virtual void* routeStats(const RouteTable& table, const CompiledRoute& route) = 0;
+  // A per-worker random number (backoff jitter).
+  virtual uint64_t random() = 0;
 };
 
 class RouterFilter final : public http::DecoderFilter,
@@ -56,9 +58,19 @@ private:
   void writeBody(const char* data, size_t len, bool end_stream);
   void onTimeout();
   void finishExchange(bool reusable);
+  void releaseConnection(bool reusable);
   void localReply(int status, std::string_view reason, std::string_view detail, uint32_t retry_after_s = 0);
   bool isRetrySafe() const;
   uint64_t hashKey(const http::RequestHead& head) const;
+  // Retries (route `retry`). A failed attempt either schedules another one (true) or the
+  // caller reports the failure.
+  enum class FailureKind { ConnectFailure, Reset, Timeout, Status };
+  bool maybeRetry(FailureKind kind, int status, std::string_view retry_after);
+  bool isMethodRetriable() const;
+  void onBackoffElapsed();
+  void onPerTryTimeout();
+  void endRetryAttempt();
+  void countFinal(bool success);
   // Reports how the attempt ended to the breaker and outlier detection (once per attempt).
   void recordOutcome(upstream::AttemptOutcome outcome, int status);
 
@@ -78,6 +90,7 @@ private:
   bool chunked_{false};
   bool head_request_{false};
   bool response_started_{false};
+  bool response_started_forwarded_{false};
   bool tunnel_{false};
   bool read_disabled_{false};
   bool upstream_read_disabled_{false};
@@ -89,6 +102,19 @@ private:
   common::CircuitBreaker::Admission admission_;
   bool has_admission_{false};
   std::chrono::steady_clock::time_point attempt_start_;
+  // Retry state.
+  const config::RetryConfig* retry_cfg_{nullptr};
+  RouteRetryStateSharedPtr retry_state_;
+  std::string retry_body_;        // the whole request body while it fits in max_body_bytes
+  bool body_retainable_{true};
+  uint32_t retries_{0};
+  bool retry_budget_held_{false};
+  bool budget_request_counted_{false};
+  bool final_counted_{false};
+  event::TimerPtr per_try_timer_;
+  event::TimerPtr backoff_timer_;
+  bool has_deadline_{false};
+  std::chrono::steady_clock::time_point deadline_;
 };
 
 }  // namespace levee::router

@@ -34,7 +34,70 @@ Server::Server(Options options, config::Policy policy)
                                              : std::max(1u, std::thread::hardware_concurrency())),
       store_(concurrency_ + 1) {
   auto p = std::make_shared<const config::Policy>(std::move(policy));
-  snapshot_ = buildSnapshot(p, ++generation_, makeUpstreams(*p));
+  snapshot_ = buildSnapshot(p, ++generation_, makeUpstreams(*p), makeRateLimits(*p),
+                            [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); });
+}
+
+router::RouteRetryStateSharedPtr Server::retryStateFor(const config::Listener& l, const config::Route& r) {
+  std::string key = l.name + "|" + r.name;
+  const config::RetryBudgetConfig& b = r.retry.budget;
+  auto it = retry_states_.find(key);
+  if (it != retry_states_.end()) {
+    const config::RetryBudgetConfig& ob = it->second.first.budget;
+    if (ob.kind == b.kind && ob.percent == b.percent && ob.min_concurrency == b.min_concurrency &&
+        ob.ratio == b.ratio && ob.min_per_second == b.min_per_second && ob.ttl == b.ttl &&
+        it->second.first.max_retries == r.retry.max_retries) {
+      return it->second.second;  // budget state survives the reload
+    }
+  }
+  auto st = std::make_shared<router::RouteRetryState>();
+  switch (b.kind) {
+    case config::RetryBudgetConfig::Kind::Percent:
+      st->budget = std::make_shared<common::ConcurrencyRetryBudget>(b.percent, b.min_concurrency);
+      break;
+    case config::RetryBudgetConfig::Kind::Ratio:
+      st->budget = std::make_shared<common::TokenRetryBudget>(b.ratio, b.min_per_second, b.ttl, time_);
+      break;
+    case config::RetryBudgetConfig::Kind::None:
+      break;
+  }
+  const char* help = "Retries by upstream, route and result (attempted, succeeded, failed).";
+  stats::Labels base{{"upstream", r.upstream}, {"route", r.name}};
+  auto with = [&](const char* result) {
+    stats::Labels lb = base;
+    lb.emplace_back("result", result);
+    return &store_.counter("levee_upstream_rq_retries_total", help, lb);
+  };
+  st->attempted = with("attempted");
+  st->succeeded = with("succeeded");
+  st->failed = with("failed");
+  st->budget_exhausted = &store_.counter("levee_retry_budget_exhausted_total",
+                                         "Retries refused by the retry budget.", {{"upstream", r.upstream}});
+  retry_states_[key] = {r.retry, st};
+  return st;
+}
+
+std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> Server::makeRateLimits(
+    const config::Policy& policy) {
+  std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> out;
+  for (const auto& l : policy.listeners) {
+    for (const auto& r : l.routes) {
+      if (!r.rate_limit.enabled) {
+        continue;
+      }
+      std::string key = l.name + "|" + r.name;
+      if (snapshot_) {
+        auto it = snapshot_->rate_limits.find(key);
+        if (it != snapshot_->rate_limits.end() && it->second->sameConfig(r.rate_limit, l.trust_forwarded)) {
+          out.emplace(key, it->second);  // buckets survive the reload
+          continue;
+        }
+      }
+      out.emplace(key, std::make_shared<filters::rate_limit::RateLimitState>(l.name, r.name, r.rate_limit,
+                                                                             l.trust_forwarded, time_, store_));
+    }
+  }
+  return out;
 }
 
 std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> Server::makeUpstreams(const config::Policy& policy) {
@@ -450,7 +513,8 @@ bool Server::reload(std::string& body_json) {
     w.endArray().endObject();
     return false;
   }
-  snapshot_ = buildSnapshot(policy, ++generation_, makeUpstreams(*policy));
+  snapshot_ = buildSnapshot(policy, ++generation_, makeUpstreams(*policy), makeRateLimits(*policy),
+                            [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); });
   loadToken();
   rebuildHostSets();
   restartHealthChecks();

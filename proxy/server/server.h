@@ -48,6 +48,9 @@ private:
   void registerMetrics();
   std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> makeUpstreams(const config::Policy& policy);
   void restartHealthChecks();
+  router::RouteRetryStateSharedPtr retryStateFor(const config::Listener& l, const config::Route& r);
+  std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> makeRateLimits(
+      const config::Policy& policy);
   void loadToken();
   void rebuildHostSets();
   void resolveDns();
@@ -72,6 +75,9 @@ private:
   event::TimerPtr tick_timer_;
   std::map<std::string, std::unique_ptr<upstream::HealthChecker>> checkers_;
   std::map<std::string, upstream::HostHealthSharedPtr> checked_health_;  // what each checker watches
+  // Per-route retry budgets and counters, keyed "listener|route", with the retry block they
+  // were built for (reused across reloads while it is unchanged).
+  std::map<std::string, std::pair<config::RetryConfig, router::RouteRetryStateSharedPtr>> retry_states_;
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
   std::string admin_token_;

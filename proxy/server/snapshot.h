@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/policy.h"
+#include "filters/rate_limit/rate_limit_filter.h"
 #include "proxy/router/route_table.h"
 #include "proxy/upstream/host.h"
 #include "proxy/upstream/host_health.h"
@@ -21,6 +22,8 @@ struct Snapshot {
   std::vector<router::RouteTableConstSharedPtr> route_tables;  // per listener; null for tcp
   // Per-upstream resilience state shared by all workers (kept across reloads when unchanged).
   std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> upstreams;
+  // Route rate limiters shared by all workers, keyed "listener|route".
+  std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> rate_limits;
   std::chrono::system_clock::time_point loaded_at;
   uint64_t generation{0};
 };
@@ -28,7 +31,9 @@ using SnapshotConstSharedPtr = std::shared_ptr<const Snapshot>;
 
 SnapshotConstSharedPtr buildSnapshot(
     config::PolicyConstSharedPtr policy, uint64_t generation,
-    std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> upstreams);
+    std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> upstreams,
+    std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> rate_limits,
+    const router::RouteTable::RetryStateFactory& retry_states = {});
 
 // Endpoints of every upstream after resolution (IP literals at once, DNS names when answered),
 // with their shared health flags.

@@ -7,6 +7,7 @@
 #include "proxy/common/logger.h"
 #include "proxy/event/tcp_socket.h"
 #include "proxy/http/conn_manager.h"
+#include "filters/rate_limit/rate_limit_filter.h"
 #include "proxy/router/router_filter.h"
 #include "proxy/tcp/tcp_proxy.h"
 
@@ -206,12 +207,32 @@ public:
 
   // FilterChainFactory
   void createFilterChain(http::FilterChainBuilder& out) override {
+    // The route is matched once per stream, here; per-route filters come before the router.
+    http::StreamInfo& info = out.streamInfo();
+    const router::CompiledRoute* r = table_->match(out.requestHead());
+    info.route_resolved = true;
+    info.route = r;
+    info.route_pin = table_;
+    if (r != nullptr) {
+      // Known before any filter runs, so local replies of per-route filters are attributed.
+      info.route_name = r->route->name;
+      info.upstream_name = r->route->upstream;
+      info.route_stats = routeStats(*table_, *r);
+    }
+    if (r != nullptr && r->route->rate_limit.enabled) {
+      const auto& limits = worker_.snapshot()->rate_limits;
+      auto it = limits.find(name_ + "|" + r->route->name);
+      if (it != limits.end()) {
+        out.addDecoderFilter(std::make_unique<filters::rate_limit::RateLimitFilter>(it->second));
+      }
+    }
     out.addDecoderFilter(std::make_unique<router::RouterFilter>(*this));
   }
 
   // RouterContext
   router::RouteTableConstSharedPtr routeTable() override { return table_; }
   upstream::WorkerClusterSharedPtr cluster(const std::string& name) override { return worker_.cluster(name); }
+  uint64_t random() override { return worker_.random(); }
   void* routeStats(const router::RouteTable& table, const router::CompiledRoute& route) override {
     if (&table == stats_table_ && route.index < route_stats_.size() && route_stats_[route.index] != nullptr) {
       return route_stats_[route.index];

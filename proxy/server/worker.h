@@ -5,6 +5,7 @@
 // "thread-safe").
 
 #include <atomic>
+#include <random>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,6 +61,7 @@ public:
   bool draining() const { return draining_; }
   void countLocalReply(std::string_view reason);
   http::http1::ServerCodecPool& codecPool() { return codec_pool_; }
+  uint64_t random() { return rng_(); }
   void connectionOpened() { active_connections_.fetch_add(1, std::memory_order_relaxed); }
   void connectionClosed() { active_connections_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -81,6 +83,7 @@ private:
   std::unordered_map<std::string_view, stats::Counter*> local_replies_;
   std::atomic<uint64_t> active_connections_{0};
   http::http1::ServerCodecPool codec_pool_;
+  std::mt19937_64 rng_{std::random_device{}()};
   bool draining_{false};
 };
 

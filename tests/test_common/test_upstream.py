@@ -18,7 +18,15 @@ socket listens. Keep-alive by default (HTTP/1.1), pipelining works. Behaviour by
   /download/N        N bytes with Content-Length, streamed in 64 KiB writes (no buffering)
   /upload            streams the request body, answers {"body_len","body_sha256"}
   /slow/MS           waits MS milliseconds, then 200 JSON
-  /status/N          status N, small JSON body (none for 1xx/204/304; HEAD never has a body)
+  /status/N          status N, small JSON body (none for 1xx/204/304; HEAD never has a body);
+                     ?retry_after=V adds "Retry-After: V" (V URL-decoded: seconds or an HTTP date)
+  /flaky/KEY?fail=N&status=S[&retry_after=V]
+                     the first N requests for KEY (default 1) answer status S (default 503, with
+                     "Retry-After: V" when given), later ones 200; the request body is read first.
+                     JSON {"upstream","key","attempt","status","method","body_len","body_sha256"}
+                     (attempt counts from 1 per KEY)
+  /flaky/KEY/hits    {"key","hits"}: requests seen for KEY (not counted in /hits, never delayed
+                     or failed)
   /reset             closes with SO_LINGER 0 (RST) without answering
   /reset-mid         headers with Content-Length 100000, 1000 body bytes, then (200 ms
                      after the bytes were acknowledged) RST
@@ -51,6 +59,7 @@ PATTERN[i % 65536] (see pattern_block()), so clients can check content without a
 
 import argparse
 import base64
+import urllib.parse
 import hashlib
 import json
 import os
@@ -368,12 +377,15 @@ class Connection:
         """Serves one request; returns False when the connection must end."""
         path = req.path
         control = path.startswith("/control/")
+        flaky_read = path.startswith("/flaky/") and path.endswith("/hits")
         if path == "/healthz":
             self.server.stats.healthz_hit()
-        elif not path.startswith("/hits") and not control:
+        elif not path.startswith("/hits") and not control and not flaky_read:
             self.server.stats.hit()
         if control:
             return self._control(req)
+        if flaky_read:
+            return self._flaky_hits(req)
         failing = self.server.fail_status
         if failing is not None and not path.startswith("/hits"):
             self._drain(req)
@@ -427,9 +439,15 @@ class Connection:
         if head == "status" and arg.isdigit():
             self._drain(req)
             code = int(arg)
+            extra = []
+            retry_after = self._params(req).get("retry_after")
+            if retry_after:
+                extra.append(("Retry-After", urllib.parse.unquote_plus(retry_after)))
             self.respond_json(req, code, {"upstream": self.server.name, "status": code},
-                              close=close)
+                              extra=extra, close=close)
             return not close
+        if head == "flaky" and arg:
+            return self._flaky(req, arg, close)
         if path == "/reset":
             self.rst()
             return False
@@ -521,6 +539,38 @@ class Connection:
             snap["healthz"] = self.server.stats.healthz
         snap["failing"] = self.server.fail_status
         self.respond_json(req, 200, snap, close=close)
+        return not close
+
+    @staticmethod
+    def _params(req):
+        return dict(kv.partition("=")[::2] for kv in req.query.split("&") if kv)
+
+    def _flaky(self, req, key, close):
+        """/flaky/KEY?fail=N&status=S&retry_after=V: the first N requests for KEY fail."""
+        n, sha = digest_body(self.reader, req)
+        params = self._params(req)
+        fail = int(params.get("fail", "1") or 0)
+        status = int(params.get("status", "503") or 503)
+        with self.server.flaky_lock:
+            attempt = self.server.flaky_hits.get(key, 0) + 1
+            self.server.flaky_hits[key] = attempt
+        code = status if attempt <= fail else 200
+        extra = []
+        if code != 200 and params.get("retry_after"):
+            extra.append(("Retry-After", urllib.parse.unquote_plus(params["retry_after"])))
+        self.respond_json(req, code, {"upstream": self.server.name, "key": key,
+                                      "attempt": attempt, "status": code, "method": req.method,
+                                      "body_len": n, "body_sha256": sha},
+                          extra=extra, close=close)
+        return not close
+
+    def _flaky_hits(self, req):
+        self._drain(req)
+        close = req.wants_close()
+        key = req.path[len("/flaky/"):-len("/hits")].strip("/")
+        with self.server.flaky_lock:
+            hits = self.server.flaky_hits.get(key, 0)
+        self.respond_json(req, 200, {"key": key, "hits": hits}, close=close)
         return not close
 
     def _drain(self, req):
@@ -620,6 +670,8 @@ class Server:
         self.mode = mode
         self.stats = Stats()
         self.fail_status = None  # /control/fail: an int status, "reset", or None
+        self.flaky_lock = threading.Lock()
+        self.flaky_hits = {}  # /flaky/KEY: requests seen per KEY
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                                   socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

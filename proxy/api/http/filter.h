@@ -43,9 +43,10 @@ public:
   virtual void continueDecoding() = 0;
   // One path for every locally generated response (DESIGN section 2): JSON body with
   // `reason`, header x-levee-reason. If the response already started, resets the stream.
-  // `retry_after_s` > 0 sets Retry-After (503 without it gets "1").
+  // `retry_after_s` > 0 sets Retry-After (503/429 without it get "1"). `extra_headers` are
+  // complete "name: value\r\n" lines added as they are.
   virtual void sendLocalReply(int status, std::string_view reason, std::string_view detail,
-                              uint32_t retry_after_s = 0) = 0;
+                              uint32_t retry_after_s = 0, std::string_view extra_headers = {}) = 0;
   // Terminal filter's response path. `head` is forwarded (hop-by-hop headers removed).
   virtual void encodeHeaders(ResponseHead& head, bool end_stream) = 0;
   virtual void encode1xx(ResponseHead& head) = 0;
@@ -88,6 +89,10 @@ class FilterChainBuilder {
 public:
   virtual ~FilterChainBuilder() = default;
   virtual void addDecoderFilter(DecoderFilterPtr filter) = 0;
+  // The request the chain is built for (the route is matched once, here, and cached in
+  // StreamInfo so per-route filters and the router agree on it).
+  virtual const RequestHead& requestHead() const = 0;
+  virtual StreamInfo& streamInfo() = 0;
 };
 
 }  // namespace levee::http
