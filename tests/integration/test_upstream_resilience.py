@@ -30,10 +30,13 @@ def ctl(up, action, status=None):
 class ResilienceBase(h.LeveeTestCase):
     """Helpers shared by the resilience and load-balancing tests."""
 
-    def policy(self, upstreams, routes=None, ready_requires=None):
+    def policy(self, upstreams, routes=None, ready_requires=None, ports=None):
         """A policy with one http listener. `upstreams` is the YAML text of the upstreams
-        mapping (entries indented by 2 spaces). Returns (yaml, ports)."""
-        ports = {"listener": h.free_port(), "probes": h.free_port(), "admin": h.free_port()}
+        mapping (entries indented by 2 spaces). Returns (yaml, ports); pass `ports` to reuse
+        the addresses of a running levee."""
+        if ports is None:
+            ports = {"listener": h.free_port(), "probes": h.free_port(),
+                     "admin": h.free_port()}
         tf, tok = self.token_file()
         ports["token"] = tok
         if routes is None:
@@ -171,6 +174,10 @@ class CircuitBreakerTest(ResilienceBase):
         self.start("{ consecutive_failures: 3, open_for: 20s, max_open_for: 1m }")
         self.assertEqual(self.metric("levee_circuit_breaker_state", upstream="app"), 0)
         b = self.breaker()
+        for key in ("upstream", "state", "forced", "mode", "consecutive_failures",
+                    "failure_rate_percent", "probes_in_flight", "time_until_half_open_ms",
+                    "rejected_total"):
+            self.assertIn(key, b)
         self.assertEqual((b["state"], b["forced"], b["mode"]), ("closed", False, "enforce"))
         # A success in between resets the consecutive count.
         ctl(self.up, "fail", 503)
@@ -400,14 +407,10 @@ class CircuitBreakerTest(ResilienceBase):
             "    circuit_breaker: { consecutive_failures: 3, open_for: 30s }\n"
             "  other: { endpoints: [ { address: %s } ] }\n" % (self.up.address, other.address),
             routes="      - { name: other, match: { prefix: /other }, upstream: other }\n"
-                   "      - { name: all, match: { prefix: / }, upstream: app }\n")
-        # policy() picked fresh ports; keep the running ones.
-        cfg = self.lv.config_path
-        with open(cfg) as f:
-            old = f.read()
-        new = _with_ports(yaml, old)
-        with open(cfg, "w") as f:
-            f.write(new)
+                   "      - { name: all, match: { prefix: / }, upstream: app }\n",
+            ports=self.ports)
+        with open(self.lv.config_path, "w") as f:
+            f.write(yaml)
         self.lv.signal(signal.SIGHUP)
         h.poll(lambda: json.loads(self.lv.admin("GET", "/admin/config").body)["generation"]
                != gen, 15, what="reload applied")
@@ -417,23 +420,6 @@ class CircuitBreakerTest(ResilienceBase):
         self.assertEqual((b["state"], b["forced"]), ("forced_open", True), b)
         self.assertBreakerOpenReply(self.get("/"))
         self.assertEqual(self.metric("levee_circuit_breaker_state", upstream="app"), 2)
-
-
-def _with_ports(new_yaml, old_yaml):
-    """new_yaml with the admin/probes/listener/token lines of old_yaml (same ports, same
-    token file): only the routes and upstreams differ."""
-    old_lines = {l.split(":")[0].strip(): l for l in old_yaml.splitlines()
-                 if l.startswith(("admin:", "probes:"))}
-    old_listener = [l for l in old_yaml.splitlines() if l.startswith("    address: ")][0]
-    out = []
-    for line in new_yaml.splitlines():
-        key = line.split(":")[0].strip()
-        if line.startswith(("admin:", "probes:")):
-            line = old_lines[key]
-        elif line.startswith("    address: "):
-            line = old_listener
-        out.append(line)
-    return "\n".join(out) + "\n"
 
 
 # =================================================================================================
