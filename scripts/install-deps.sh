@@ -10,7 +10,7 @@ BUILD_PKGS=(
   libgtest-dev libgmock-dev libpq-dev libhiredis-dev libcurl4-openssl-dev
 )
 TEST_PKGS=(
-  nginx-light haproxy wrk nghttp2-client curl procps prometheus python3
+  nginx-light haproxy wrk nghttp2-client curl procps iproute2 prometheus python3
 )
 RUNTIME_PKGS=(
   libuv1 libyaml-cpp0.7 libnghttp2-14 libssl3 libspdlog1.10 libfmt9 libpq5 libhiredis0.14

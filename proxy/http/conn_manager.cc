@@ -409,15 +409,31 @@ void ConnectionManager::onData(const char* data, size_t len) {
 
 void ConnectionManager::processInput(const char* data, size_t len) {
   http1::ServerCodec& c = codec();
-  size_t consumed = c.dispatch(data, len);
-  if (closed_) {
+  while (true) {
+    size_t consumed = c.dispatch(data, len);
+    if (closed_) {
+      return;
+    }
+    if (c.paused() && !stream_) {
+      // The request was answered before the parser reached its end (a local reply sent from
+      // decodeHeaders: 404, 429, 503...). Its stream is gone, so nothing will resume the
+      // codec later: go on with the next pipelined request, if any, right here.
+      c.resume();
+      if (consumed < len) {
+        data += consumed;
+        len -= consumed;
+        continue;
+      }
+      releaseCodecIfIdle();
+      return;
+    }
+    if (consumed < len && (c.upgraded() || c.paused())) {
+      // Pipelined bytes (or tunnel data after an upgrade request): held until the stream ends
+      // (or the upstream accepts the upgrade).
+      pending_input_.append(data + consumed, len - consumed);
+      socket_->readStop();
+    }
     return;
-  }
-  if (consumed < len && (c.upgraded() || c.paused())) {
-    // Pipelined bytes (or tunnel data after an upgrade request): held until the stream ends
-    // (or the upstream accepts the upgrade).
-    pending_input_.append(data + consumed, len - consumed);
-    socket_->readStop();
   }
 }
 

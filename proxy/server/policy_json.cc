@@ -84,7 +84,8 @@ std::string policyToJson(const config::Policy& p) {
     }
     w.endArray();
     w.key("connect_timeout_ms").value(ms(u.connect_timeout)).key("idle_timeout_ms").value(ms(u.idle_timeout));
-    w.key("load_balancer").value(u.load_balancer == config::LoadBalancerKind::LeastRequest ? "least_request" : "round_robin");
+    static constexpr const char* kLb[] = {"round_robin", "least_request", "random", "hash"};
+    w.key("load_balancer").value(kLb[static_cast<int>(u.load_balancer)]);
     w.key("limits").beginObject().key("max_connections").value(u.limits.max_connections);
     w.key("max_pending").value(u.limits.max_pending).key("max_requests").value(u.limits.max_requests).endObject();
     w.endObject();

@@ -26,6 +26,16 @@ std::string hashHex(uint64_t h) {
 
 std::string endpointKey(const config::SocketAddress& a) { return a.host + ":" + std::to_string(a.port); }
 
+const char* lbName(config::LoadBalancerKind k) {
+  switch (k) {
+    case config::LoadBalancerKind::LeastRequest: return "least_request";
+    case config::LoadBalancerKind::Random: return "random";
+    case config::LoadBalancerKind::Hash: return "hash";
+    case config::LoadBalancerKind::RoundRobin: break;
+  }
+  return "round_robin";
+}
+
 }  // namespace
 
 Server::Server(Options options, config::Policy policy)
@@ -583,7 +593,7 @@ std::string Server::clustersJson() {
   for (const auto& [name, up] : snapshot_->policy->upstreams) {
     w.beginObject().key("name").value(name);
     w.key("protocol").value(up.protocol == config::UpstreamProtocol::Tcp ? "tcp" : "http1");
-    w.key("load_balancer").value(up.load_balancer == config::LoadBalancerKind::LeastRequest ? "least_request" : "round_robin");
+    w.key("load_balancer").value(lbName(up.load_balancer));
     w.key("endpoints").beginArray();
     for (const auto& ep : up.endpoints) {
       w.beginObject().key("address").value(ep.address.toString());

@@ -69,9 +69,14 @@ def write_config(tmpdir, yaml_text, name="levee.yaml"):
     return path
 
 
+class GiveUp(Exception):
+    """Raised by a poll() condition that can never become true (e.g. the process died)."""
+
+
 def poll(fn, timeout, interval=0.05, what="condition"):
     """Calls fn() until it returns a truthy value or timeout (scaled) passes; returns the value.
-    Raises AssertionError on timeout. Exceptions from fn count as "not yet"."""
+    Raises AssertionError on timeout. Exceptions from fn count as "not yet", except GiveUp,
+    which ends the wait at once."""
     end = time.monotonic() + deadline(timeout)
     last_exc = None
     while True:
@@ -79,6 +84,8 @@ def poll(fn, timeout, interval=0.05, what="condition"):
             v = fn()
             if v:
                 return v
+        except GiveUp as e:
+            raise AssertionError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - any failure means "not yet"
             last_exc = e
         if time.monotonic() >= end:
@@ -446,7 +453,7 @@ class Levee:
     def wait_ready(self, timeout=30.0):
         def ready():
             if not self.alive():
-                raise AssertionError("levee exited early with %s\nstderr:\n%s\nstdout:\n%s" % (
+                raise GiveUp("levee exited early with %s\nstderr:\n%s\nstdout:\n%s" % (
                     self.proc.returncode, tail(self.stderr_path), tail(self.stdout_path)))
             return self.probe("/health/ready", timeout=2.0).status == 200
         try:

@@ -249,12 +249,11 @@ class RetryTimingTest(RetryBase):
         self.assertLocalReply(r, 504, "upstream_timeout")
         self.assertGreaterEqual(elapsed, 0.24, r)
         self.assertLess(elapsed, 0.25 + h.deadline(0.2), r)
-        hits = h.poll(lambda: self.up.hits(), 5, what="upstream hits")
-        time.sleep(0.1)  # let late attempts (there should be none) arrive before counting
-        hits = self.up.hits()
-        self.assertGreaterEqual(hits, 2)
-        self.assertLessEqual(hits, 3)
-        self.assertEqual(self.log_entry("rt-1").get("attempts"), hits)
+        attempts = self.log_entry("rt-1").get("attempts")
+        # 0-100 ms, ~110-210 ms, and maybe a third try cut short at 250 ms; never six.
+        self.assertIn(attempts, (2, 3))
+        h.poll(lambda: self.up.hits() == attempts, 5,
+               what="upstream hits == attempts (%s)" % attempts)
 
     def test_honor_retry_after(self):
         routes = (retry_yaml("tight", "{ max_retries: 1, on: [retriable-status], "
@@ -358,8 +357,9 @@ class RetryBudgetTest(RetryBase):
         self.assertLessEqual(hits, max_factor * self.N, msg)
         self.assertEqual(attempted, hits - self.N, msg)
         self.assertGreater(exhausted, 0, msg)
-        self.assertEqual(self.retries("failed", route="all"), attempted and
-                         self.retries("failed", route="all"), msg)
+        # Every retried request still ended in a 503: none succeeded.
+        self.assertEqual(self.retries("succeeded", route="all"), 0, msg)
+        self.assertLessEqual(self.retries("failed", route="all"), attempted, msg)
         return hits
 
     def test_concurrency_budget_bounds_a_retry_storm(self):

@@ -8,7 +8,6 @@ The test upstreams are switched into failing mode at run time with POST /control
 
 import collections
 import json
-import os
 import signal
 import threading
 import time
