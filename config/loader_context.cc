@@ -410,4 +410,32 @@ int MapReader::choiceIndex(std::string_view key, const Node& value,
   return -1;
 }
 
+void parseMethodList(LoadContext& ctx, const Node& node, const std::string& path,
+                     std::vector<std::string>& out, std::string_view empty_hint) {
+  if (!expectSequence(ctx, node, path)) {
+    return;
+  }
+  if (node.items.empty()) {
+    ctx.error(node, path, "must not be empty (" + std::string(empty_hint) + ")");
+    return;
+  }
+  std::vector<std::string> methods;
+  for (size_t i = 0; i < node.items.size(); ++i) {
+    const Node& item = node.items[i];
+    std::string method;
+    if (!readString(ctx, item, indexPath(path, i), method)) {
+      continue;
+    }
+    if (!isToken(method)) {
+      ctx.error(item, indexPath(path, i), "invalid HTTP method " + quoteText(method));
+      continue;
+    }
+    method = toUpper(method);
+    if (std::ranges::find(methods, method) == methods.end()) {
+      methods.push_back(std::move(method));
+    }
+  }
+  out = std::move(methods);
+}
+
 }  // namespace levee::config::detail

@@ -85,28 +85,7 @@ void parsePathMatch(LoadContext& ctx, const MapReader& m, RouteMatch& match) {
 
 void parseMethods(LoadContext& ctx, const Node& node, const std::string& path,
                   std::vector<std::string>& out) {
-  if (!expectSequence(ctx, node, path)) {
-    return;
-  }
-  if (node.items.empty()) {
-    ctx.error(node, path, "must not be empty (omit \"methods\" to match any method)");
-    return;
-  }
-  for (size_t i = 0; i < node.items.size(); ++i) {
-    const Node& item = node.items[i];
-    std::string method;
-    if (!readString(ctx, item, indexPath(path, i), method)) {
-      continue;
-    }
-    if (!isToken(method)) {
-      ctx.error(item, indexPath(path, i), "invalid HTTP method " + quoteText(method));
-      continue;
-    }
-    method = toUpper(method);
-    if (std::ranges::find(out, method) == out.end()) {
-      out.push_back(std::move(method));
-    }
-  }
+  parseMethodList(ctx, node, path, out, "omit \"methods\" to match any method");
 }
 
 void parseHeaders(LoadContext& ctx, const Node& node, const std::string& path,

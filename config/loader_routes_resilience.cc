@@ -97,31 +97,7 @@ bool parseRetryOn(LoadContext& ctx, const Node& node, const std::string& path, R
 // `methods`: HTTP method tokens, stored upper-case, each once.
 void parseRetryMethods(LoadContext& ctx, const Node& node, const std::string& path,
                        std::vector<std::string>& out) {
-  if (!expectSequence(ctx, node, path)) {
-    return;
-  }
-  if (node.items.empty()) {
-    ctx.error(node, path,
-              "must not be empty (leave the key out to retry idempotent methods only)");
-    return;
-  }
-  std::vector<std::string> methods;
-  for (size_t i = 0; i < node.items.size(); ++i) {
-    const Node& item = node.items[i];
-    std::string method;
-    if (!readString(ctx, item, indexPath(path, i), method)) {
-      continue;
-    }
-    if (!isToken(method)) {
-      ctx.error(item, indexPath(path, i), "invalid HTTP method " + quoteText(method));
-      continue;
-    }
-    method = toUpper(method);
-    if (std::ranges::find(methods, method) == methods.end()) {
-      methods.push_back(std::move(method));
-    }
-  }
-  out = std::move(methods);
+  parseMethodList(ctx, node, path, out, "leave the key out to retry idempotent methods only");
 }
 
 void parseBackoff(LoadContext& ctx, const Node& node, const std::string& path, RetryConfig& rc) {
