@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "config/loader_test_util.h"
 
 namespace levee::config {
 namespace {
@@ -19,22 +20,8 @@ using std::chrono::milliseconds;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::vector<std::string> errorsOf(std::string_view yaml) {
-  auto policy = loadPolicyString(yaml, "p.yaml");
-  std::vector<std::string> out;
-  if (!policy) {
-    for (const Error& e : policy.error()) {
-      out.push_back(e.toString());
-    }
-  }
-  return out;
-}
-
-Policy load(std::string_view yaml) {
-  auto policy = loadPolicyString(yaml, "p.yaml");
-  EXPECT_TRUE(policy.has_value()) << formatErrors(policy.error());
-  return policy.has_value() ? std::move(*policy) : Policy{};
-}
+using test::errorsOf;
+using test::load;
 
 // Lines 1-8; the route keys given to withRoute start on line 9, column 9.
 constexpr std::string_view kHead = R"(version: 1

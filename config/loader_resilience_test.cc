@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "config/loader_test_util.h"
 #include "config/loader_context.h"
 
 namespace levee::config {
@@ -21,22 +22,8 @@ using std::chrono::milliseconds;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::vector<std::string> errorsOf(std::string_view yaml) {
-  auto policy = loadPolicyString(yaml, "p.yaml");
-  std::vector<std::string> out;
-  if (!policy) {
-    for (const Error& e : policy.error()) {
-      out.push_back(e.toString());
-    }
-  }
-  return out;
-}
-
-Policy load(std::string_view yaml) {
-  auto policy = loadPolicyString(yaml, "p.yaml");
-  EXPECT_TRUE(policy.has_value()) << formatErrors(policy.error());
-  return policy.has_value() ? std::move(*policy) : Policy{};
-}
+using test::errorsOf;
+using test::load;
 
 // Lines 1-9; the upstreams given to withUpstreams start on line 10.
 constexpr std::string_view kHead = R"(version: 1

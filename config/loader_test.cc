@@ -1,4 +1,5 @@
 #include "config/loader.h"
+#include "config/loader_test_util.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,23 +18,8 @@ using std::chrono::milliseconds;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Every error as "FILE:LINE:COL: path: message"; empty when the policy loads.
-std::vector<std::string> errorsOf(std::string_view yaml) {
-  auto policy = loadPolicyString(yaml, "p.yaml");
-  std::vector<std::string> out;
-  if (!policy) {
-    for (const Error& e : policy.error()) {
-      out.push_back(e.toString());
-    }
-  }
-  return out;
-}
-
-Policy load(std::string_view yaml) {
-  auto policy = loadPolicyString(yaml, "p.yaml");
-  EXPECT_TRUE(policy.has_value()) << formatErrors(policy.error());
-  return policy.has_value() ? std::move(*policy) : Policy{};
-}
+using test::errorsOf;
+using test::load;
 
 uint64_t fnv1a(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ULL;

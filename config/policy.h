@@ -21,6 +21,8 @@ struct SocketAddress {
   uint16_t port{0};
   bool is_ip{false};  // host is a numeric literal (no DNS needed)
   std::string toString() const;
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const SocketAddress&) const = default;
 };
 
 struct AdminConfig {
@@ -63,6 +65,8 @@ struct RetryBudgetConfig {
   double ratio{0.2};
   uint32_t min_per_second{10};
   Duration ttl{10000};
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const RetryBudgetConfig&) const = default;
 };
 
 struct RetryConfig {
@@ -84,6 +88,8 @@ struct RetryConfig {
   RetryBudgetConfig budget;
   bool honor_retry_after{true};
   uint64_t max_body_bytes{64 * 1024};       // bigger request bodies are never retried
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const RetryConfig&) const = default;
 };
 
 // Route `rate_limit`.
@@ -97,6 +103,8 @@ struct RateLimitConfig {
   std::string header;          // for Key::Header (lower-case)
   bool shadow{false};          // mode: shadow -> admit all, count would-be denials
   uint32_t max_keys{100000};   // bounded per-key table (LRU)
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const RateLimitConfig&) const = default;
 };
 
 struct Route {
@@ -136,6 +144,8 @@ struct HashOn {
   enum class Kind { Path, Header, Cookie };
   Kind kind{Kind::Path};
   std::string name;  // header name (lower-case) or cookie name
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const HashOn&) const = default;
 };
 
 // What counts as a failure for the breaker (`failure_on`).
@@ -145,6 +155,8 @@ struct FailureOn {
   bool reset{true};
   bool timeout{true};
   std::vector<int> statuses;  // extra statuses listed as numbers (e.g. 429)
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const FailureOn&) const = default;
 };
 
 // Per upstream, shared by all workers (DESIGN section 5, issue "upstream resilience").
@@ -163,6 +175,8 @@ struct CircuitBreakerConfig {
   uint32_t half_open_successes_to_close{2};
   Duration half_open_max_wait{10000};  // a probe not finished by then counts as a failure
   bool shadow{false};                  // mode: shadow -> evaluate and count, never block
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const CircuitBreakerConfig&) const = default;
 };
 
 struct OutlierDetectionConfig {
@@ -175,6 +189,8 @@ struct OutlierDetectionConfig {
   Duration base_ejection{30000};           // x number of ejections, capped by max_ejection
   Duration max_ejection{300000};
   uint32_t max_ejection_percent{50};
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const OutlierDetectionConfig&) const = default;
 };
 
 struct HealthCheckConfig {
@@ -187,23 +203,31 @@ struct HealthCheckConfig {
   Duration timeout{1000};
   uint32_t unhealthy_threshold{3};
   uint32_t healthy_threshold{2};
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const HealthCheckConfig&) const = default;
 };
 
 struct FailoverConfig {
   uint32_t min_healthy_percent{70};        // spill to the next priority below this
   uint32_t panic_threshold_percent{50};    // below this everywhere: balance across all
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const FailoverConfig&) const = default;
 };
 
 struct Endpoint {
   SocketAddress address;
   uint32_t priority{0};
   uint32_t weight{1};
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const Endpoint&) const = default;
 };
 
 struct UpstreamLimits {
   uint32_t max_connections{1024};  // per upstream, per worker
   uint32_t max_pending{1024};      // requests waiting for a connection
   uint32_t max_requests{1024};     // concurrent requests
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const UpstreamLimits&) const = default;
 };
 
 struct Upstream {
@@ -220,6 +244,8 @@ struct Upstream {
   HealthCheckConfig health_check;
   FailoverConfig failover;
   Duration dns_refresh{30000};  // re-resolution period for DNS-named endpoints
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const Upstream&) const = default;
 };
 
 struct MetricsConfig {

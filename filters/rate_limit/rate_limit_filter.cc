@@ -17,9 +17,7 @@ RateLimitState::RateLimitState(std::string listener, std::string route, const co
                               {{"route", route_}, {"mode", config.shadow ? "shadow" : "enforce"}})) {}
 
 bool RateLimitState::sameConfig(const config::RateLimitConfig& o, bool trust_forwarded) const {
-  return o.rate_per_second == config_.rate_per_second && o.burst == config_.burst && o.key == config_.key &&
-         o.header == config_.header && o.shadow == config_.shadow && o.max_keys == config_.max_keys &&
-         trust_forwarded == trust_forwarded_;
+  return o == config_ && trust_forwarded == trust_forwarded_;
 }
 
 std::string RateLimitFilter::keyFor(const config::RateLimitConfig& c, bool trust_forwarded,

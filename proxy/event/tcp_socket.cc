@@ -72,11 +72,7 @@ struct TcpHandleOps {
     }
   }
   static void onShutdown(uv_shutdown_t* req, int) noexcept {
-    std::unique_ptr<uv_shutdown_t> owned(req);
-    auto* th = static_cast<TcpHandle*>(req->data);
-    if (th->owner != nullptr) {
-      th->owner->onShutdownDone();
-    }
+    std::unique_ptr<uv_shutdown_t> owned(req);  // nothing else to do: the FIN is sent
   }
   static void onConnect(uv_connect_t* req, int status) noexcept {
     std::unique_ptr<uv_connect_t> owned(req);
@@ -296,8 +292,6 @@ void TcpSocket::shutdownWrite() {
     sendShutdown();
   }
 }
-
-void TcpSocket::onShutdownDone() {}
 
 void TcpSocket::closeAfterFlush() {
   if (handle_ == nullptr) {

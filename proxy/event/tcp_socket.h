@@ -87,8 +87,6 @@ private:
   void afterWriteProgress();
   void sendShutdown();
   void onWriteDone(int status);
-  void onShutdownDone();
-  void finishClose();
   // Write errors found inside write() are reported from the loop, never on the caller's stack.
   void reportErrorLater(int err);
 

@@ -44,14 +44,12 @@ public:
       if (done_) {
         return;
       }
-      current_ = i;
       if (filters_[i]->decodeHeaders(head_, head_end_stream_) == FilterHeadersStatus::StopIteration) {
         stopped_at_ = i;
         return;
       }
     }
     stopped_at_ = SIZE_MAX;
-    current_ = filters_.size();
   }
 
   void decodeData(const char* data, size_t len, bool end_stream) {
@@ -61,10 +59,6 @@ public:
     }
     if (done_ || filters_destroyed_) {
       return;
-    }
-    if (stopped_at_ != SIZE_MAX) {
-      // A filter before the router has not continued: hold nothing here, the router buffers.
-      // (No such filter exists yet; the router is the only one.)
     }
     for (auto& f : filters_) {
       if (f->decodeData(data, len, end_stream) == FilterDataStatus::StopIterationNoBuffer) {
@@ -299,7 +293,6 @@ private:
   StreamInfo info_;
   std::vector<DecoderFilterPtr> filters_;
   size_t stopped_at_{SIZE_MAX};
-  size_t current_{0};
   bool head_end_stream_{false};
   bool request_complete_{false};
   bool response_started_{false};

@@ -279,10 +279,8 @@ void RouterFilter::recordOutcome(upstream::AttemptOutcome outcome, int status) {
     return;
   }
   outcome_recorded_ = true;
-  if (host_ && outcome == upstream::AttemptOutcome::Response) {
-    // Connect failures were recorded for outlier detection by the pool itself.
-    cluster_->recordResult(*host_, outcome, status);
-  } else if (host_ && outcome != upstream::AttemptOutcome::ConnectFailure) {
+  // Connect failures were recorded for outlier detection by the pool itself.
+  if (host_ && outcome != upstream::AttemptOutcome::ConnectFailure) {
     cluster_->recordResult(*host_, outcome, status);
   }
   if (has_admission_) {
@@ -466,9 +464,7 @@ void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) 
     return;
   }
   if (end_stream) {
-    upstream::UpstreamConnection* conn = conn_;
     finishExchange(true);
-    (void)conn;
     cb_->encodeHeaders(head, true);
     return;
   }

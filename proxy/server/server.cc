@@ -52,13 +52,8 @@ router::RouteRetryStateSharedPtr Server::retryStateFor(const config::Listener& l
   std::string key = l.name + "|" + r.name;
   const config::RetryBudgetConfig& b = r.retry.budget;
   auto it = retry_states_.find(key);
-  if (it != retry_states_.end()) {
-    const config::RetryBudgetConfig& ob = it->second.first.budget;
-    if (ob.kind == b.kind && ob.percent == b.percent && ob.min_concurrency == b.min_concurrency &&
-        ob.ratio == b.ratio && ob.min_per_second == b.min_per_second && ob.ttl == b.ttl &&
-        it->second.first.max_retries == r.retry.max_retries) {
-      return it->second.second;  // budget state survives the reload
-    }
+  if (it != retry_states_.end() && it->second.first.budget == b) {
+    return it->second.second;  // budget state survives the reload
   }
   auto st = std::make_shared<router::RouteRetryState>();
   switch (b.kind) {
@@ -127,22 +122,20 @@ std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> Server::makeUpst
 
 void Server::restartHealthChecks() {
   for (const auto& [name, shared] : snapshot_->upstreams) {
-    const config::Upstream& up = snapshot_->policy->upstreams.at(name);
+    const config::HealthCheckConfig& hc = snapshot_->policy->upstreams.at(name).health_check;
     upstream::HostHealthSharedPtr h = hosts_ ? hosts_->at(name) : nullptr;
-    auto cur = checked_health_.find(name);
-    bool same = cur != checked_health_.end() && cur->second == h && checkers_.contains(name) &&
-                checkers_[name] != nullptr && up.health_check.enabled;
-    if (same) {
+    auto cur = checkers_.find(name);
+    // A checker is kept only while it watches the same host set with the same settings.
+    if (cur != checkers_.end() && cur->second->health() == h && cur->second->config() == hc) {
       continue;
     }
     checkers_.erase(name);
-    checked_health_.erase(name);
-    if (!up.health_check.enabled || !h) {
+    if (!hc.enabled || !h) {
       continue;
     }
     upstream::UpstreamSharedPtr sh = shared;
     auto checker = std::make_unique<upstream::HealthChecker>(
-        main_, name, up.health_check, h,
+        main_, name, hc, h,
         [this, name](size_t, bool healthy, const std::string&) {
           store_.counter("levee_health_check_transitions_total", "Endpoint health changes seen by active checks.",
                          {{"upstream", name}, {"to", healthy ? "healthy" : "unhealthy"}}).inc();
@@ -154,12 +147,10 @@ void Server::restartHealthChecks() {
         });
     checker->start();
     checkers_[name] = std::move(checker);
-    checked_health_[name] = h;
   }
   // Upstreams that left the policy.
   for (auto it = checkers_.begin(); it != checkers_.end();) {
     if (!snapshot_->upstreams.contains(it->first)) {
-      checked_health_.erase(it->first);
       it = checkers_.erase(it);
     } else {
       ++it;

@@ -74,7 +74,6 @@ private:
   event::TimerPtr dns_timer_;
   event::TimerPtr tick_timer_;
   std::map<std::string, std::unique_ptr<upstream::HealthChecker>> checkers_;
-  std::map<std::string, upstream::HostHealthSharedPtr> checked_health_;  // what each checker watches
   // Per-route retry budgets and counters, keyed "listener|route", with the retry block they
   // were built for (reused across reloads while it is unchanged).
   std::map<std::string, std::pair<config::RetryConfig, router::RouteRetryStateSharedPtr>> retry_states_;

@@ -14,26 +14,6 @@
 namespace levee::server {
 namespace {
 
-bool sameUpstream(const config::Upstream& a, const config::Upstream& b) {
-  if (a.endpoints.size() != b.endpoints.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < a.endpoints.size(); ++i) {
-    const auto& x = a.endpoints[i];
-    const auto& y = b.endpoints[i];
-    if (x.address.toString() != y.address.toString() || x.weight != y.weight || x.priority != y.priority) {
-      return false;
-    }
-  }
-  return a.protocol == b.protocol && a.connect_timeout == b.connect_timeout &&
-         a.idle_timeout == b.idle_timeout && a.load_balancer == b.load_balancer &&
-         a.hash_on.kind == b.hash_on.kind && a.hash_on.name == b.hash_on.name &&
-         a.failover.min_healthy_percent == b.failover.min_healthy_percent &&
-         a.failover.panic_threshold_percent == b.failover.panic_threshold_percent &&
-         a.limits.max_connections == b.limits.max_connections &&
-         a.limits.max_pending == b.limits.max_pending && a.limits.max_requests == b.limits.max_requests;
-}
-
 constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"};
 
 uint32_t methodIndex(std::string_view m) {
@@ -124,6 +104,14 @@ public:
     tcp_upstream_ = l.upstream;
     route_stats_.clear();
     stats_table_ = table_.get();
+    // Per-route shared state, looked up once per configuration rather than per request.
+    rate_limits_.assign(l.routes.size(), nullptr);
+    for (size_t ri = 0; ri < l.routes.size(); ++ri) {
+      auto it = snap->rate_limits.find(l.name + "|" + l.routes[ri].name);
+      if (it != snap->rate_limits.end()) {
+        rate_limits_[ri] = it->second;
+      }
+    }
     if (!downstream_gauge_) {
       downstream_gauge_ = &worker_.store().gauge("levee_downstream_connections",
                                                  "Open downstream connections per listener.",
@@ -219,12 +207,8 @@ public:
       info.upstream_name = r->route->upstream;
       info.route_stats = routeStats(*table_, *r);
     }
-    if (r != nullptr && r->route->rate_limit.enabled) {
-      const auto& limits = worker_.snapshot()->rate_limits;
-      auto it = limits.find(name_ + "|" + r->route->name);
-      if (it != limits.end()) {
-        out.addDecoderFilter(std::make_unique<filters::rate_limit::RateLimitFilter>(it->second));
-      }
+    if (r != nullptr && r->index < rate_limits_.size() && rate_limits_[r->index]) {
+      out.addDecoderFilter(std::make_unique<filters::rate_limit::RateLimitFilter>(rate_limits_[r->index]));
     }
     out.addDecoderFilter(std::make_unique<router::RouterFilter>(*this));
   }
@@ -326,6 +310,7 @@ private:
   tcp::TcpProxyStats tcp_stats_;
   const router::RouteTable* stats_table_{nullptr};
   std::vector<RouteStats*> route_stats_;
+  std::vector<filters::rate_limit::RateLimitStateSharedPtr> rate_limits_;  // by route index
   std::unordered_map<std::string, std::unique_ptr<RouteStats>> all_route_stats_;
   std::unordered_map<http::ConnectionManager*, std::unique_ptr<http::ConnectionManager>> http_conns_;
   std::unordered_map<tcp::TcpProxySession*, std::unique_ptr<tcp::TcpProxySession>> tcp_sessions_;
@@ -424,7 +409,7 @@ void Worker::rebuildClusters() {
     auto it = clusters_.find(name);
     auto sh = snapshot_->upstreams.find(name);
     upstream::UpstreamSharedPtr shared = sh == snapshot_->upstreams.end() ? nullptr : sh->second;
-    if (it != clusters_.end() && sameUpstream(it->second->config(), up) && &it->second->shared() == shared.get()) {
+    if (it != clusters_.end() && it->second->config() == up && &it->second->shared() == shared.get()) {
       next.emplace(name, it->second);
       continue;
     }

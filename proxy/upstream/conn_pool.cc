@@ -31,7 +31,7 @@ UpstreamConnection::UpstreamConnection(WorkerCluster& cluster, HostConstSharedPt
   socket_->setCallbacks(this);
   timer_ = cluster.dispatcher().createTimer([this] {
     if (state_ == State::Connecting) {
-      fail("connect timeout");
+      fail(connect_error_ != 0 ? std::string("connect: ") + uv_err_name(connect_error_) : "connect timeout");
     } else if (state_ == State::Idle) {
       cluster_.retire(this);
     }
@@ -46,7 +46,7 @@ void UpstreamConnection::connect() {
   int rc = socket_->connect(reinterpret_cast<const sockaddr*>(&host_->addr));
   if (rc != 0) {
     // Report from the loop, not from inside newStream().
-    state_ = State::Connecting;
+    connect_error_ = rc;
     timer_->enable(std::chrono::milliseconds(0));
   }
 }

@@ -110,6 +110,7 @@ private:
   bool response_keep_alive_{true};
   bool tunnel_{false};
   uint32_t read_disable_count_{0};
+  int connect_error_{0};  // a synchronous connect() error, reported from the loop
 };
 
 struct ClusterStats {

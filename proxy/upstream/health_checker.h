@@ -31,6 +31,7 @@ public:
   HealthChecker& operator=(const HealthChecker&) = delete;
   void start();
   const HostHealthSharedPtr& health() const { return health_; }
+  const config::HealthCheckConfig& config() const { return config_; }
 
 private:
   class Session;

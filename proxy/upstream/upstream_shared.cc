@@ -38,25 +38,6 @@ common::OutlierParams outlierParams(const config::OutlierDetectionConfig& c) {
   return p;
 }
 
-bool sameBreaker(const config::CircuitBreakerConfig& a, const config::CircuitBreakerConfig& b) {
-  return a.enabled == b.enabled && a.consecutive_failures == b.consecutive_failures &&
-         a.failure_rate_threshold_percent == b.failure_rate_threshold_percent &&
-         a.failure_rate_minimum_requests == b.failure_rate_minimum_requests &&
-         a.failure_rate_window == b.failure_rate_window && a.slow_call_duration == b.slow_call_duration &&
-         a.slow_call_threshold_percent == b.slow_call_threshold_percent && a.open_for == b.open_for &&
-         a.max_open_for == b.max_open_for && a.half_open_permitted == b.half_open_permitted &&
-         a.half_open_successes_to_close == b.half_open_successes_to_close &&
-         a.half_open_max_wait == b.half_open_max_wait && a.shadow == b.shadow;
-}
-
-bool sameOutlier(const config::OutlierDetectionConfig& a, const config::OutlierDetectionConfig& b) {
-  return a.enabled == b.enabled && a.consecutive_failures == b.consecutive_failures &&
-         a.consecutive_local_failures == b.consecutive_local_failures && a.interval == b.interval &&
-         a.failure_percentage == b.failure_percentage && a.minimum_requests == b.minimum_requests &&
-         a.base_ejection == b.base_ejection && a.max_ejection == b.max_ejection &&
-         a.max_ejection_percent == b.max_ejection_percent;
-}
-
 }  // namespace
 
 UpstreamShared::UpstreamShared(const config::Upstream& config, const TimeSource& time, stats::Store& store)
@@ -83,8 +64,8 @@ UpstreamShared::UpstreamShared(const config::Upstream& config, const TimeSource&
 }
 
 bool UpstreamShared::sameResilience(const config::Upstream& other) const {
-  return sameBreaker(config_.circuit_breaker, other.circuit_breaker) &&
-         sameOutlier(config_.outlier_detection, other.outlier_detection);
+  return config_.circuit_breaker == other.circuit_breaker &&
+         config_.outlier_detection == other.outlier_detection;
 }
 
 void UpstreamShared::setHealth(HostHealthSharedPtr h) {
