@@ -212,6 +212,10 @@ void parseFailover(LoadContext& ctx, const Node& node, const std::string& path,
 void parseRetry(LoadContext& ctx, const Node& node, const std::string& path, RetryConfig& out);
 void parseRateLimit(LoadContext& ctx, const Node& node, const std::string& path,
                     RateLimitConfig& out);
+// `fallback` (loader_fallback.cc); `route_upstream` is the route's own upstream (a chain entry
+// naming it would loop). Reads `static.body_file` now, relative to the policy file's directory.
+void parseFallback(LoadContext& ctx, const Node& node, const std::string& path,
+                   const std::string& route_upstream, FallbackConfig& out);
 
 // A list of HTTP method tokens, stored upper-case, each once. An empty list is an error whose
 // message ends with `empty_hint` (what leaving the key out means).

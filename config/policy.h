@@ -9,6 +9,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace levee::config {
@@ -107,6 +109,60 @@ struct RateLimitConfig {
   bool operator==(const RateLimitConfig&) const = default;
 };
 
+// Route `fallback` (DESIGN section 5; issue "request resilience"): what answers when the
+// upstream path fails, tried in order.
+enum class FallbackReason : uint32_t {
+  BreakerOpen = 1u << 0,        // the upstream's circuit breaker is open
+  NoHealthyUpstream = 1u << 1,  // no endpoint to send to (none resolved, all ejected/unhealthy)
+  ConnectFailure = 1u << 2,     // every attempt failed to connect (refused, connect timeout)
+  Reset = 1u << 3,              // the upstream reset the connection before the response
+  Timeout = 1u << 4,            // route timeout or the last per-try timeout
+  Upstream5xx = 1u << 5,        // the upstream answered 5xx (after retries)
+  Overflow = 1u << 6,           // the upstream's connection/request limits were full
+  RateLimited = 1u << 7,        // the route's rate limit refused the request
+  Degraded = 1u << 8,           // a degradation level sheds or answers this request
+};
+inline constexpr uint32_t kFallbackReasonCount = 9;
+// Index 0..8 of a reason (for per-reason tables) and its policy/metric name.
+uint32_t fallbackReasonIndex(FallbackReason r);
+std::string_view fallbackReasonName(FallbackReason r);
+
+struct StaleFallbackConfig {
+  Duration max_stale{600000};            // serve a stored response at most this old
+  uint64_t max_bytes{16 * 1024 * 1024};  // the route's store: total bytes of stored responses
+  uint32_t max_entries{10000};           // ... and number of stored responses
+  uint64_t max_entry_bytes{1024 * 1024}; // bigger responses are not stored
+  bool allow_authorized{false};          // store responses to requests with Authorization
+  bool operator==(const StaleFallbackConfig&) const = default;
+};
+
+struct StaticFallbackConfig {
+  int status{200};
+  std::vector<std::pair<std::string, std::string>> headers;  // as written (name, value)
+  std::string body;       // inline `body`, or the contents of `body_file` read at load time
+  std::string body_file;  // as written (empty: inline body)
+  bool operator==(const StaticFallbackConfig&) const = default;
+};
+
+struct FallbackEntry {
+  enum class Kind { Stale, Static, Upstream };
+  Kind kind{Kind::Static};
+  StaleFallbackConfig stale;
+  StaticFallbackConfig static_response;
+  std::string upstream;  // Kind::Upstream: the upstream to try instead
+  Duration timeout{0};   // Kind::Upstream: its deadline (0: the route timeout, or none)
+  bool operator==(const FallbackEntry&) const = default;
+};
+
+struct FallbackConfig {
+  bool enabled{false};
+  // FallbackReason bits. Default: every reason except rate_limited.
+  uint32_t on{0x1FF & ~static_cast<uint32_t>(FallbackReason::RateLimited)};
+  std::vector<FallbackEntry> chain;
+  bool wants(FallbackReason r) const { return enabled && (on & static_cast<uint32_t>(r)) != 0; }
+  bool operator==(const FallbackConfig&) const = default;
+};
+
 struct Route {
   std::string name;
   RouteMatch match;
@@ -115,6 +171,7 @@ struct Route {
   Duration timeout{0};  // whole request; 0 = none
   RetryConfig retry;
   RateLimitConfig rate_limit;
+  FallbackConfig fallback;
 };
 
 // Per-listener HTTP limits (not in DESIGN's example; documented in docs/policy.md).

@@ -83,6 +83,8 @@ Demo upstream is up on 127.0.0.1:18080. Starting levee; in another terminal try:
   curl -i http://127.0.0.1:15006/echo          # echoes the request back
   curl -i http://127.0.0.1:15006/slow/300      # answers after 300 ms
   curl -i http://127.0.0.1:15006/status/503    # upstream answers 503
+  curl -i http://127.0.0.1:15006/api/items     # route "api"; after `kill <demo upstream pid>`
+                                               # the same request is answered stale (fallback)
   curl -i http://127.0.0.1:15021/health/ready  # readiness probe
   curl -s http://127.0.0.1:15021/metrics       # Prometheus metrics
   curl -s http://127.0.0.1:15000/admin/clusters  # admin API: upstream endpoints and health

@@ -69,6 +69,15 @@ http::FilterHeadersStatus RateLimitFilter::decodeHeaders(http::RequestHead& head
   std::string extra = "ratelimit-policy: \"" + state_->route() + "\";q=" + std::to_string(c.burst) +
                       ";w=" + std::to_string(window) + "\r\nratelimit: \"" + state_->route() +
                       "\";r=" + std::to_string(d.remaining) + ";t=" + std::to_string(secs(d.reset)) + "\r\n";
+  http::StreamInfo& info = cb_->streamInfo();
+  constexpr auto kRateLimited = static_cast<uint32_t>(config::FallbackReason::RateLimited);
+  if ((info.fallback_on & kRateLimited) != 0) {
+    // The route's fallback chain answers first (the upstream is not touched); this 429 is sent
+    // when no entry answers.
+    info.deferred_reply = http::StreamInfo::DeferredReply{429, "rate_limited", kRateLimited,
+                                                          secs(d.retry_after), std::move(extra)};
+    return http::FilterHeadersStatus::Continue;
+  }
   cb_->sendLocalReply(429, "rate_limited", "rate limit exceeded", secs(d.retry_after), extra);
   return http::FilterHeadersStatus::StopIteration;
 }

@@ -4,6 +4,8 @@
 #include <array>
 #include <limits>
 
+#include "proxy/common/strings.h"
+
 namespace levee::common {
 namespace {
 
@@ -21,16 +23,6 @@ constexpr std::array<std::string_view, 7> kLongDays = {
     "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"};
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 // A cursor over the value; each consume*() advances only on success.
 class Cursor {
@@ -237,7 +229,7 @@ milliseconds fullJitterBackoff(uint32_t attempt, milliseconds base, milliseconds
 }
 
 std::optional<milliseconds> parseRetryAfter(std::string_view value, SystemTime now) {
-  const std::string_view s = trim(value);
+  const std::string_view s = trimOws(value);
   if (s.empty()) {
     return std::nullopt;
   }

@@ -177,6 +177,7 @@ void AccessLog::format(const AccessLogEntry& e, std::string& out) {
   optional(w, "protocol", e.protocol);
   w.key("status").value(e.status);
   optional(w, "reason", e.reason);
+  optional(w, "fallback", e.fallback);
   optional(w, "upstream", e.upstream);
   optional(w, "endpoint", e.endpoint);
   w.key("attempts").value(static_cast<uint64_t>(e.attempts));

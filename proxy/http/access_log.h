@@ -14,7 +14,7 @@ namespace levee::http {
 struct AccessLogEntry {
   std::chrono::system_clock::time_point start;
   std::string_view request_id, listener, route, method, path, authority, upstream, endpoint, reason,
-      protocol /*"HTTP/1.1"*/, downstream_peer;
+      fallback, protocol /*"HTTP/1.1"*/, downstream_peer;
   int status{0};
   uint64_t duration_us{0}, bytes_received{0}, bytes_sent{0};
   uint32_t attempts{0};
@@ -46,7 +46,7 @@ public:
   // The JSON line for `e`, without the trailing newline, appended to `out`:
   // {"time":"2026-11-23T19:40:01.123Z","request_id":"...","listener":"...","route":"...",
   //  "method":"GET","path":"/x","authority":"...","protocol":"HTTP/1.1","status":200,
-  //  "reason":"...","upstream":"...","endpoint":"...","attempts":1,"duration_ms":1.234,
+  //  "reason":"...","fallback":"stale","upstream":"...","endpoint":"...","attempts":1,"duration_ms":1.234,
   //  "bytes_received":0,"bytes_sent":12,"downstream_peer":"..."}
   // Empty strings are omitted except method and path; numbers are always present.
   static void format(const AccessLogEntry& e, std::string& out);

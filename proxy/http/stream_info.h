@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,21 @@ struct StreamInfo {
   bool route_resolved{false};
   const void* route{nullptr};
   std::shared_ptr<const void> route_pin;
+  // The route's `fallback.on` (config::FallbackReason bits), set when the chain is built, so a
+  // filter before the router can hand a refusal to the route's fallback chain.
+  uint32_t fallback_on{0};
+  // A refusal handed to the router (rate limit, degradation) instead of replying: the router
+  // runs the fallback chain for `fallback_reason` without touching the route's upstream, and
+  // sends this local reply when no entry answers.
+  struct DeferredReply {
+    int status{503};
+    std::string_view reason;    // static string
+    uint32_t fallback_reason{0};  // one config::FallbackReason bit
+    uint32_t retry_after_s{0};
+    std::string extra_headers;  // complete "name: value\r\n" lines
+  };
+  std::optional<DeferredReply> deferred_reply;
+  std::string_view fallback;  // the fallback kind that answered (stale, static, upstream)
 };
 
 }  // namespace levee::http

@@ -3,7 +3,8 @@
 namespace levee::router {
 
 RouteTable::RouteTable(config::PolicyConstSharedPtr policy, size_t listener_index,
-                       const RetryStateFactory& retry_states)
+                       const RetryStateFactory& retry_states,
+                       const FallbackStateFactory& fallback_states)
     : policy_(std::move(policy)), listener_index_(listener_index) {
   const auto& routes = policy_->listeners[listener_index_].routes;
   routes_.reserve(routes.size());
@@ -17,6 +18,9 @@ RouteTable::RouteTable(config::PolicyConstSharedPtr policy, size_t listener_inde
     }
     if (routes[i].retry.enabled && retry_states) {
       cr.retry = retry_states(policy_->listeners[listener_index_], routes[i]);
+    }
+    if (routes[i].fallback.enabled && fallback_states) {
+      cr.fallback = fallback_states(policy_->listeners[listener_index_], routes[i]);
     }
     routes_.push_back(std::move(cr));
   }

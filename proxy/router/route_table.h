@@ -12,6 +12,7 @@
 #include "config/policy.h"
 #include "proxy/common/retry_budget.h"
 #include "proxy/http/header_map.h"
+#include "proxy/router/fallback.h"
 #include "proxy/stats/store.h"
 
 namespace levee::router {
@@ -32,14 +33,18 @@ struct CompiledRoute {
   std::optional<std::regex> regex;
   size_t index{0};  // position in the listener's route list
   RouteRetryStateSharedPtr retry;  // null when the route has no retry block
+  RouteFallbackStateSharedPtr fallback;  // null when the route has no fallback block
 };
 
 class RouteTable {
 public:
   using RetryStateFactory = std::function<RouteRetryStateSharedPtr(const config::Listener&, const config::Route&)>;
+  using FallbackStateFactory =
+      std::function<RouteFallbackStateSharedPtr(const config::Listener&, const config::Route&)>;
   // Keeps `policy` alive: routes point into it.
   RouteTable(config::PolicyConstSharedPtr policy, size_t listener_index,
-             const RetryStateFactory& retry_states = {});
+             const RetryStateFactory& retry_states = {},
+             const FallbackStateFactory& fallback_states = {});
   const CompiledRoute* match(const http::RequestHead& head) const;
   const config::Listener& listener() const { return policy_->listeners[listener_index_]; }
   const std::vector<CompiledRoute>& routes() const { return routes_; }

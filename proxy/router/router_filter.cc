@@ -8,6 +8,9 @@
 namespace levee::router {
 namespace {
 constexpr size_t kMaxBufferedBody = 1024 * 1024;
+// Request body kept for a fallback upstream when the route has no retry block (retry.max_body_bytes
+// otherwise).
+constexpr uint64_t kFallbackMaxBodyBytes = 64 * 1024;
 }  // namespace
 
 RouterFilter::~RouterFilter() = default;
@@ -31,9 +34,32 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
   info.route_name = route_->route->name;
   info.upstream_name = route_->route->upstream;
   info.route_stats = ctx_.routeStats(*table_, *route_);
+  fallback_ = route_->fallback.get();
+  if (fallback_ != nullptr && fallback_->stale) {
+    cache_key_ = http::ResponseCache::keyFor(head);
+  }
+  retain_body_ = route_->route->retry.enabled || (fallback_ != nullptr && fallback_->has_upstream_entry);
+  chunked_ = head.chunked;
+  head_request_ = head.method == "HEAD";
+  http::http1::ForwardedInfo fwd;
+  fwd.peer_ip = info.downstream_ip;
+  fwd.trust_forwarded = table_->listener().trust_forwarded;
+  fwd.request_id = info.request_id;
+  upstream_head_.reserve(256 + head.headers.bytes());
+  http::http1::encodeRequestHead(upstream_head_, head, fwd);
+  if (info.deferred_reply) {
+    // A filter refused the request and handed it to the fallback chain (rate limit,
+    // degradation): the route's upstream is not touched.
+    const http::StreamInfo::DeferredReply& d = *info.deferred_reply;
+    if (!runFallback(static_cast<config::FallbackReason>(d.fallback_reason), 0)) {
+      cb_->sendLocalReply(d.status, d.reason, "fallback chain had no answer", d.retry_after_s,
+                          d.extra_headers);
+    }
+    return http::FilterHeadersStatus::StopIteration;
+  }
   cluster_ = ctx_.cluster(route_->route->upstream);
   if (!cluster_) {
-    localReply(503, "no_healthy_upstream", "upstream not available");
+    fail(config::FallbackReason::NoHealthyUpstream, 503, "no_healthy_upstream", "upstream not available");
     return http::FilterHeadersStatus::StopIteration;
   }
   if (common::CircuitBreaker* br = cluster_->shared().breaker()) {
@@ -48,18 +74,11 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
       auto wait = br->snapshot().time_until_half_open;
       uint32_t secs = static_cast<uint32_t>((wait.count() + 999) / 1000);
       has_admission_ = false;
-      localReply(503, "breaker_open", "circuit breaker open", std::max<uint32_t>(1, secs));
+      fail(config::FallbackReason::BreakerOpen, 503, "breaker_open", "circuit breaker open",
+           std::max<uint32_t>(1, secs));
       return http::FilterHeadersStatus::StopIteration;
     }
   }
-  chunked_ = head.chunked;
-  head_request_ = head.method == "HEAD";
-  http::http1::ForwardedInfo fwd;
-  fwd.peer_ip = info.downstream_ip;
-  fwd.trust_forwarded = table_->listener().trust_forwarded;
-  fwd.request_id = info.request_id;
-  upstream_head_.reserve(256 + head.headers.bytes());
-  http::http1::encodeRequestHead(upstream_head_, head, fwd);
   if (route_->route->timeout.count() > 0) {
     timeout_timer_ = cb_->dispatcher().createTimer([this] { onTimeout(); });
     timeout_timer_->enable(route_->route->timeout);
@@ -91,7 +110,12 @@ void RouterFilter::requestConnection() {
     per_try_timer_->enable(retry_cfg_->per_try_timeout);
   }
   // A retry (or a stale-connection replay) prefers another endpoint than the one that failed.
-  pending_ = cluster_->newStream(*this, (retried_ || retries_ > 0) && host_ ? host_.get() : nullptr, key);
+  // newStream may call back synchronously (and a fallback leg started from there may already
+  // hold a pending request): only an asynchronous answer is our pending request.
+  if (upstream::Cancellable* p =
+          cluster_->newStream(*this, (retried_ || retries_ > 0) && host_ ? host_.get() : nullptr, key)) {
+    pending_ = p;
+  }
 }
 
 bool RouterFilter::isMethodRetriable() const {
@@ -194,7 +218,7 @@ void RouterFilter::onBackoffElapsed() {
       has_admission_ = false;
       cluster_->shared().countRejected(false);
       countFinal(false);
-      localReply(503, "breaker_open", "circuit breaker open before a retry");
+      fail(config::FallbackReason::BreakerOpen, 503, "breaker_open", "circuit breaker open before a retry");
       return;
     }
   }
@@ -237,7 +261,7 @@ void RouterFilter::onPerTryTimeout() {
     return;
   }
   countFinal(false);
-  localReply(504, "upstream_timeout", "per-try timeout");
+  fail(config::FallbackReason::Timeout, 504, "upstream_timeout", "per-try timeout");
 }
 
 uint64_t RouterFilter::hashKey(const http::RequestHead& head) const {
@@ -296,6 +320,7 @@ void RouterFilter::onPoolReady(upstream::UpstreamConnection& conn) {
   counted_ = true;
   conn_ = &conn;
   host_ = std::shared_ptr<const upstream::Host>(cluster_->hosts(), &conn.host());
+  sent_upstream_ = true;
   cb_->streamInfo().endpoint = conn.host().address;
   conn.attach(this, head_request_);
   // Head and whatever body arrived so far in one write.
@@ -342,14 +367,14 @@ void RouterFilter::onPoolFailure(upstream::PoolFailure reason, std::string_view 
   countFinal(false);
   switch (reason) {
     case upstream::PoolFailure::Overflow:
-      localReply(503, "upstream_overflow", detail);
+      fail(config::FallbackReason::Overflow, 503, "upstream_overflow", detail);
       break;
     case upstream::PoolFailure::NoHealthyUpstream:
-      localReply(503, "no_healthy_upstream", detail);
+      fail(config::FallbackReason::NoHealthyUpstream, 503, "no_healthy_upstream", detail);
       break;
     case upstream::PoolFailure::ConnectFailure:
     case upstream::PoolFailure::ConnectTimeout:
-      localReply(503, "upstream_connect_failure", detail);
+      fail(config::FallbackReason::ConnectFailure, 503, "upstream_connect_failure", detail);
       break;
   }
 }
@@ -358,8 +383,11 @@ http::FilterDataStatus RouterFilter::decodeData(const char* data, size_t len, bo
   if (end_stream) {
     request_complete_ = true;
   }
-  if (retry_cfg_ != nullptr && body_retainable_ && !tunnel_) {
-    if (retry_body_.size() + len > retry_cfg_->max_body_bytes) {
+  if (retain_body_ && body_retainable_ && !tunnel_) {
+    const uint64_t max_body = retry_cfg_ != nullptr ? retry_cfg_->max_body_bytes
+                              : route_->route->retry.enabled ? route_->route->retry.max_body_bytes
+                                                             : kFallbackMaxBodyBytes;
+    if (retry_body_.size() + len > max_body) {
       body_retainable_ = false;  // bigger bodies are never retried
       std::string().swap(retry_body_);
     } else {
@@ -442,8 +470,31 @@ void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) 
       return;
     }
   }
+  if (head.status >= 500 && fallback_ != nullptr && conn_ != nullptr) {
+    // A 5xx answer (retries are behind us): drop it only when the chain has something better.
+    const config::FallbackReason why = in_fallback_ ? fallback_reason_ : config::FallbackReason::Upstream5xx;
+    const size_t from = in_fallback_ ? fallback_next_ : 0;
+    if ((in_fallback_ || fallback_->config.wants(why)) && chainCanAnswer(why, from)) {
+      recordOutcome(upstream::AttemptOutcome::Response, head.status);
+      countFinal(false);
+      releaseConnection(false);
+      if (!runFallback(why, from)) {
+        localReply(502, "upstream_5xx", "the fallback chain could not answer");
+      }
+      return;
+    }
+  }
   if (per_try_timer_) {
     per_try_timer_->disable();
+  }
+  if (in_fallback_ && head.status != 100 && head.status != 101) {
+    head.headers.add("x-levee-fallback", "upstream");
+    cb_->streamInfo().fallback = fallbackKindName(config::FallbackEntry::Kind::Upstream);
+    cb_->streamInfo().reason = config::fallbackReasonName(fallback_reason_);
+    fallback_->countServed(fallback_reason_, config::FallbackEntry::Kind::Upstream);
+  } else if (!cache_key_.empty() && !in_fallback_ && head.status != 101) {
+    capture_ = http::beginCapture(cb_->requestHead(), head, fallback_->stale_policy,
+                                  std::chrono::steady_clock::now());
   }
   response_started_forwarded_ = head.status != 100;
   countFinal(head.status < 500);
@@ -464,6 +515,7 @@ void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) 
     return;
   }
   if (end_stream) {
+    storeCapture();
     finishExchange(true);
     cb_->encodeHeaders(head, true);
     return;
@@ -472,7 +524,15 @@ void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) 
 }
 
 void RouterFilter::onUpstreamData(const char* data, size_t len, bool end_stream) {
+  if (capture_) {
+    if (capture_->body.size() + len > fallback_->stale_policy.max_entry_bytes) {
+      capture_.reset();  // too big to keep
+    } else {
+      capture_->body.append(data, len);
+    }
+  }
   if (end_stream) {
+    storeCapture();
     finishExchange(true);
   }
   cb_->encodeData(data, len, end_stream);
@@ -542,7 +602,7 @@ void RouterFilter::onUpstreamReset(std::string_view detail, bool response_starte
     return;
   }
   countFinal(false);
-  localReply(502, "upstream_reset", detail);
+  fail(config::FallbackReason::Reset, 502, "upstream_reset", detail);
 }
 
 void RouterFilter::onUpstreamTunnelEof() { cb_->encodeTunnelEof(); }
@@ -567,7 +627,7 @@ void RouterFilter::onTimeout() {
   if (conn_ != nullptr) {
     finishExchange(false);
   }
-  localReply(504, "upstream_timeout", "route timeout");
+  fail(config::FallbackReason::Timeout, 504, "upstream_timeout", "route timeout");
 }
 
 void RouterFilter::localReply(int status, std::string_view reason, std::string_view detail,
@@ -606,6 +666,199 @@ void RouterFilter::onDestroy() {
   } else if (counted_) {
     counted_ = false;
     cluster_->onRequestDoneFor(*host_);
+  }
+}
+
+// === fallback ===
+
+void RouterFilter::fail(config::FallbackReason why, int status, std::string_view reason,
+                        std::string_view detail, uint32_t retry_after_s) {
+  if (in_fallback_) {
+    // A fallback upstream failed too: the rest of the chain, for the original reason.
+    if (runFallback(fallback_reason_, fallback_next_)) {
+      return;
+    }
+  } else if (fallback_ != nullptr && fallback_->config.wants(why) && runFallback(why, 0)) {
+    return;
+  }
+  localReply(status, reason, detail, retry_after_s);
+}
+
+bool RouterFilter::runFallback(config::FallbackReason why, size_t from) {
+  if (fallback_ == nullptr || destroyed_) {
+    return false;
+  }
+  const std::vector<config::FallbackEntry>& chain = fallback_->config.chain;
+  for (size_t i = from; i < chain.size(); ++i) {
+    const config::FallbackEntry& e = chain[i];
+    switch (e.kind) {
+      case config::FallbackEntry::Kind::Stale:
+        if (serveStale(why)) {
+          return true;
+        }
+        break;
+      case config::FallbackEntry::Kind::Static: {
+        quiesce();
+        http::ResponseHead head;
+        buildStaticHead(e.static_response, config::fallbackReasonName(why), head);
+        answer(head, e.static_response.body, why, e.kind);
+        return true;
+      }
+      case config::FallbackEntry::Kind::Upstream:
+        if (startFallbackUpstream(e, why, i)) {
+          return true;
+        }
+        break;
+    }
+  }
+  return false;
+}
+
+bool RouterFilter::chainCanAnswer(config::FallbackReason why, size_t from) {
+  const std::vector<config::FallbackEntry>& chain = fallback_->config.chain;
+  for (size_t i = from; i < chain.size(); ++i) {
+    const config::FallbackEntry& e = chain[i];
+    switch (e.kind) {
+      case config::FallbackEntry::Kind::Static:
+        return true;
+      case config::FallbackEntry::Kind::Stale: {
+        uint64_t age = 0;
+        if (!cache_key_.empty() && fallback_->stale->lookup(cache_key_, cb_->requestHead(), age)) {
+          return true;
+        }
+        break;
+      }
+      case config::FallbackEntry::Kind::Upstream: {
+        if (why == config::FallbackReason::Degraded || !canResend()) {
+          break;
+        }
+        upstream::WorkerClusterSharedPtr cl = ctx_.cluster(e.upstream);
+        common::CircuitBreaker* br = cl ? cl->shared().breaker() : nullptr;
+        if (cl && (br == nullptr || cl->config().circuit_breaker.shadow ||
+                   (br->state() != common::CircuitBreaker::State::Open &&
+                    br->state() != common::CircuitBreaker::State::ForcedOpen))) {
+          return true;
+        }
+        break;
+      }
+    }
+  }
+  return false;
+}
+
+bool RouterFilter::serveStale(config::FallbackReason why) {
+  if (cache_key_.empty()) {
+    return false;
+  }
+  uint64_t age = 0;
+  http::CachedResponseConstSharedPtr r = fallback_->stale->lookup(cache_key_, cb_->requestHead(), age);
+  if (!r) {
+    return false;
+  }
+  quiesce();
+  http::ResponseHead head;
+  buildStaleHead(*r, age, config::fallbackReasonName(why), head);
+  answer(head, r->body, why, config::FallbackEntry::Kind::Stale);
+  return true;
+}
+
+bool RouterFilter::canResend() const {
+  if (!sent_upstream_) {
+    return true;  // nothing left levee yet: any request may go elsewhere
+  }
+  const http::RequestHead& h = cb_->requestHead();
+  return (isRetrySafe() || h.headers.has("idempotency-key")) && request_complete_ && retain_body_ &&
+         body_retainable_;
+}
+
+bool RouterFilter::startFallbackUpstream(const config::FallbackEntry& entry, config::FallbackReason why,
+                                         size_t index) {
+  // Degradation protects the upstreams: its fallback answers from levee only.
+  if (why == config::FallbackReason::Degraded || !canResend()) {
+    return false;
+  }
+  upstream::WorkerClusterSharedPtr cl = ctx_.cluster(entry.upstream);
+  if (!cl) {
+    return false;
+  }
+  common::CircuitBreaker::Admission admission;
+  bool has_admission = false;
+  if (common::CircuitBreaker* br = cl->shared().breaker()) {
+    admission = br->admit();
+    if (!admission.allowed) {
+      cl->shared().countRejected(false);
+      return false;
+    }
+    if (admission.would_block) {
+      cl->shared().countRejected(true);
+    }
+    has_admission = true;
+  }
+  quiesce();
+  if (sent_upstream_) {
+    body_buffer_ = retry_body_;  // the whole body, replayed on the new leg
+  }
+  cluster_ = std::move(cl);
+  host_.reset();
+  admission_ = admission;
+  has_admission_ = has_admission;
+  in_fallback_ = true;
+  fallback_reason_ = why;
+  fallback_next_ = index + 1;
+  retry_cfg_ = nullptr;  // a fallback leg is tried once
+  retried_ = false;
+  response_started_ = false;
+  response_status_ = 0;
+  body_sent_ = 0;
+  const std::chrono::milliseconds t = entry.timeout.count() > 0 ? entry.timeout : route_->route->timeout;
+  has_deadline_ = t.count() > 0;
+  if (has_deadline_) {
+    if (!timeout_timer_) {
+      timeout_timer_ = cb_->dispatcher().createTimer([this] { onTimeout(); });
+    }
+    timeout_timer_->enable(t);
+    deadline_ = std::chrono::steady_clock::now() + t;
+  }
+  requestConnection();
+  return true;
+}
+
+void RouterFilter::quiesce() {
+  if (timeout_timer_) {
+    timeout_timer_->disable();
+  }
+  if (backoff_timer_) {
+    backoff_timer_->disable();
+  }
+  endRetryAttempt();
+  if (pending_ != nullptr) {
+    pending_->cancel();
+    pending_ = nullptr;
+  }
+  if (conn_ != nullptr) {
+    releaseConnection(false);
+  }
+  capture_.reset();
+}
+
+void RouterFilter::answer(http::ResponseHead& head, std::string_view body, config::FallbackReason why,
+                          config::FallbackEntry::Kind kind) {
+  fallback_->countServed(why, kind);
+  http::StreamInfo& info = cb_->streamInfo();
+  info.fallback = fallbackKindName(kind);
+  info.reason = config::fallbackReasonName(why);
+  const bool no_body = body.empty() || head_request_;
+  cb_->encodeHeaders(head, no_body);
+  if (no_body || destroyed_) {
+    return;
+  }
+  cb_->encodeData(body.data(), body.size(), true);
+}
+
+void RouterFilter::storeCapture() {
+  if (capture_) {
+    fallback_->stale->insert(cache_key_, std::move(capture_));
+    capture_.reset();
   }
 }
 

@@ -73,6 +73,24 @@ private:
   void countFinal(bool success);
   // Reports how the attempt ended to the breaker and outlier detection (once per attempt).
   void recordOutcome(upstream::AttemptOutcome outcome, int status);
+  // Fallback (route `fallback`, fallback.h). fail() ends the request after a failure: the
+  // fallback chain when the route wants it for `why` (or, during a fallback upstream leg, the
+  // rest of the chain), else the local reply.
+  void fail(config::FallbackReason why, int status, std::string_view reason, std::string_view detail,
+            uint32_t retry_after_s = 0);
+  // Tries chain entries from `from` on; true when one answers or a fallback upstream leg started.
+  bool runFallback(config::FallbackReason why, size_t from);
+  // True when an entry from `from` on would answer now (so a 5xx is worth dropping).
+  bool chainCanAnswer(config::FallbackReason why, size_t from);
+  bool serveStale(config::FallbackReason why);
+  bool startFallbackUpstream(const config::FallbackEntry& entry, config::FallbackReason why, size_t index);
+  // May another upstream get this request? (nothing sent yet, or a replayable request in hand)
+  bool canResend() const;
+  void answer(http::ResponseHead& head, std::string_view body, config::FallbackReason why,
+              config::FallbackEntry::Kind kind);
+  // Stops timers, pool requests and the connection of the current leg.
+  void quiesce();
+  void storeCapture();
 
   RouterContext& ctx_;
   http::DecoderFilterCallbacks* cb_{nullptr};
@@ -115,6 +133,15 @@ private:
   event::TimerPtr backoff_timer_;
   bool has_deadline_{false};
   std::chrono::steady_clock::time_point deadline_;
+  // Fallback state.
+  const RouteFallbackState* fallback_{nullptr};  // the route's (pinned by table_); null: none
+  std::string cache_key_;                        // stale store key; empty: nothing to store/serve
+  http::CachedResponseSharedPtr capture_;        // the response being recorded for the store
+  bool retain_body_{false};   // keep the request body for a retry or a fallback upstream
+  bool sent_upstream_{false};  // a request head went to some upstream
+  bool in_fallback_{false};    // the current leg is a fallback upstream
+  config::FallbackReason fallback_reason_{config::FallbackReason::Upstream5xx};
+  size_t fallback_next_{0};    // the chain entry after the current fallback upstream
 };
 
 }  // namespace levee::router

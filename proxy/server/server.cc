@@ -45,7 +45,8 @@ Server::Server(Options options, config::Policy policy)
       store_(concurrency_ + 1) {
   auto p = std::make_shared<const config::Policy>(std::move(policy));
   snapshot_ = buildSnapshot(p, ++generation_, makeUpstreams(*p), makeRateLimits(*p),
-                            [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); });
+                            [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); },
+                            [this](const config::Listener& l, const config::Route& r) { return fallbackStateFor(l, r); });
 }
 
 router::RouteRetryStateSharedPtr Server::retryStateFor(const config::Listener& l, const config::Route& r) {
@@ -79,6 +80,17 @@ router::RouteRetryStateSharedPtr Server::retryStateFor(const config::Listener& l
   st->budget_exhausted = &store_.counter("levee_retry_budget_exhausted_total",
                                          "Retries refused by the retry budget.", {{"upstream", r.upstream}});
   retry_states_[key] = {r.retry, st};
+  return st;
+}
+
+router::RouteFallbackStateSharedPtr Server::fallbackStateFor(const config::Listener& l, const config::Route& r) {
+  std::string key = l.name + "|" + r.name;
+  auto it = fallback_states_.find(key);
+  if (it != fallback_states_.end() && it->second->config == r.fallback) {
+    return it->second;  // the stale store survives the reload
+  }
+  auto st = router::makeRouteFallbackState(r.name, r.fallback, time_, store_);
+  fallback_states_[key] = st;
   return st;
 }
 
@@ -214,6 +226,28 @@ void Server::registerMetrics() {
                            }
                          }
                        });
+  // The stale stores of the running snapshot's routes (bounded by their max_bytes/max_entries).
+  auto stale_stores = [this](std::vector<std::pair<stats::Labels, double>>& out, bool bytes) {
+    std::map<std::string, double> by_route;  // route names repeat across listeners: one series
+    for (const auto& table : snapshot_->route_tables) {
+      if (!table) {
+        continue;
+      }
+      for (const router::CompiledRoute& cr : table->routes()) {
+        if (cr.fallback && cr.fallback->stale) {
+          const http::ResponseCache& c = *cr.fallback->stale;
+          by_route[cr.route->name] += static_cast<double>(bytes ? c.bytes() : c.entries());
+        }
+      }
+    }
+    for (const auto& [route, v] : by_route) {
+      out.push_back({{{"route", route}}, v});
+    }
+  };
+  store_.gaugeCallback("levee_fallback_stale_bytes", "Bytes held by a route's stale fallback store.",
+                       [stale_stores](std::vector<std::pair<stats::Labels, double>>& out) { stale_stores(out, true); });
+  store_.gaugeCallback("levee_fallback_stale_entries", "Responses held by a route's stale fallback store.",
+                       [stale_stores](std::vector<std::pair<stats::Labels, double>>& out) { stale_stores(out, false); });
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
   });
@@ -515,7 +549,8 @@ bool Server::reload(std::string& body_json) {
     return false;
   }
   snapshot_ = buildSnapshot(policy, ++generation_, makeUpstreams(*policy), makeRateLimits(*policy),
-                            [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); });
+                            [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); },
+                            [this](const config::Listener& l, const config::Route& r) { return fallbackStateFor(l, r); });
   loadToken();
   rebuildHostSets();
   restartHealthChecks();

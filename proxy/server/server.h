@@ -49,6 +49,7 @@ private:
   std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> makeUpstreams(const config::Policy& policy);
   void restartHealthChecks();
   router::RouteRetryStateSharedPtr retryStateFor(const config::Listener& l, const config::Route& r);
+  router::RouteFallbackStateSharedPtr fallbackStateFor(const config::Listener& l, const config::Route& r);
   std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> makeRateLimits(
       const config::Policy& policy);
   void loadToken();
@@ -77,6 +78,8 @@ private:
   // Per-route retry budgets and counters, keyed "listener|route", with the retry block they
   // were built for (reused across reloads while it is unchanged).
   std::map<std::string, std::pair<config::RetryConfig, router::RouteRetryStateSharedPtr>> retry_states_;
+  // Per route ("listener|route"): kept while the route's fallback block is unchanged.
+  std::map<std::string, router::RouteFallbackStateSharedPtr> fallback_states_;
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
   std::string admin_token_;

@@ -33,7 +33,8 @@ SnapshotConstSharedPtr buildSnapshot(
     config::PolicyConstSharedPtr policy, uint64_t generation,
     std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> upstreams,
     std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> rate_limits,
-    const router::RouteTable::RetryStateFactory& retry_states = {});
+    const router::RouteTable::RetryStateFactory& retry_states = {},
+    const router::RouteTable::FallbackStateFactory& fallback_states = {});
 
 // Endpoints of every upstream after resolution (IP literals at once, DNS names when answered),
 // with their shared health flags.

@@ -171,6 +171,7 @@ public:
       e.upstream = info.upstream_name;
       e.endpoint = info.endpoint;
       e.reason = info.reason;
+      e.fallback = info.fallback;
       e.protocol = head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
       e.downstream_peer = info.downstream_ip;
       e.status = info.status;
@@ -206,6 +207,7 @@ public:
       info.route_name = r->route->name;
       info.upstream_name = r->route->upstream;
       info.route_stats = routeStats(*table_, *r);
+      info.fallback_on = r->route->fallback.enabled ? r->route->fallback.on : 0;
     }
     if (r != nullptr && r->index < rate_limits_.size() && rate_limits_[r->index]) {
       out.addDecoderFilter(std::make_unique<filters::rate_limit::RateLimitFilter>(rate_limits_[r->index]));
