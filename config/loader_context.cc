@@ -13,8 +13,7 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
-    {"policy", "degradation", ""},
+constexpr std::array<NotSupportedYet, 6> kNotSupportedYet{{
     {"policy", "companion", ""},
     {"listener", "tls", ""},
     {"route", "fault", ""},

@@ -212,6 +212,13 @@ void parseFailover(LoadContext& ctx, const Node& node, const std::string& path,
 void parseRetry(LoadContext& ctx, const Node& node, const std::string& path, RetryConfig& out);
 void parseRateLimit(LoadContext& ctx, const Node& node, const std::string& path,
                     RateLimitConfig& out);
+// `degradation` (loader_degradation.cc). Reads `maintenance.body_file` now, relative to the
+// policy file's directory.
+void parseDegradation(LoadContext& ctx, const Node& node, DegradationConfig& out);
+// Reads a file named in the policy (relative paths: against the policy file's directory), at
+// most `max_bytes`. False with an error at `at` when it cannot.
+bool readPolicyFile(LoadContext& ctx, const Node& at, const std::string& path, const std::string& file,
+                    uint64_t max_bytes, std::string& out);
 // `fallback` (loader_fallback.cc); `route_upstream` is the route's own upstream (a chain entry
 // naming it would loop). Reads `static.body_file` now, relative to the policy file's directory.
 void parseFallback(LoadContext& ctx, const Node& node, const std::string& path,

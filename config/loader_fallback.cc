@@ -119,39 +119,6 @@ bool isFramingHeader(std::string_view lower) {
   return std::find(kFraming.begin(), kFraming.end(), lower) != kFraming.end();
 }
 
-// The policy file's directory: relative body_file paths are resolved against it.
-std::filesystem::path policyDir(const LoadContext& ctx) {
-  return std::filesystem::path(ctx.file()).parent_path();
-}
-
-bool readBodyFile(LoadContext& ctx, const Node& at, const std::string& path,
-                  const std::string& file, std::string& out) {
-  std::filesystem::path p(file);
-  if (p.is_relative()) {
-    p = policyDir(ctx) / p;
-  }
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(p, ec);
-  if (ec) {
-    ctx.error(at, path, "cannot read " + quoteText(p.string()) + ": " + ec.message());
-    return false;
-  }
-  if (size > kMaxStaticBody) {
-    ctx.error(at, path,
-              quoteText(p.string()) + " is " + std::to_string(size) +
-                  " bytes; a static fallback body is at most 1MiB");
-    return false;
-  }
-  std::ifstream in(p, std::ios::binary);
-  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) {
-    ctx.error(at, path, "cannot read " + quoteText(p.string()));
-    return false;
-  }
-  out = std::move(body);
-  return true;
-}
-
 void parseStatic(LoadContext& ctx, const Node& node, const std::string& path,
                  StaticFallbackConfig& out) {
   MapReader m(ctx, node, path, "static", {"status", "headers", "body", "body_file"});
@@ -204,7 +171,7 @@ void parseStatic(LoadContext& ctx, const Node& node, const std::string& path,
     }
   } else if (body_file != nullptr) {
     if (readString(ctx, *body_file, m.path("body_file"), out.body_file)) {
-      readBodyFile(ctx, *body_file, m.path("body_file"), out.body_file, out.body);
+      readPolicyFile(ctx, *body_file, m.path("body_file"), out.body_file, kMaxStaticBody, out.body);
     }
   }
 }
@@ -228,6 +195,43 @@ void parseUpstreamEntry(LoadContext& ctx, const Node& node, const std::string& p
                                        name->line, name->column, name_path});
   }
 }
+
+// The policy file's directory: relative body_file paths are resolved against it.
+std::filesystem::path policyDir(const LoadContext& ctx) {
+  return std::filesystem::path(ctx.file()).parent_path();
+}
+
+}  // namespace
+
+bool readPolicyFile(LoadContext& ctx, const Node& at, const std::string& path, const std::string& file,
+                    uint64_t max_bytes, std::string& out) {
+  std::filesystem::path p(file);
+  if (p.is_relative()) {
+    p = policyDir(ctx) / p;
+  }
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(p, ec);
+  if (ec) {
+    ctx.error(at, path, "cannot read " + quoteText(p.string()) + ": " + ec.message());
+    return false;
+  }
+  if (size > max_bytes) {
+    ctx.error(at, path,
+              quoteText(p.string()) + " is " + std::to_string(size) + " bytes; at most " +
+                  std::to_string(max_bytes) + " are allowed here");
+    return false;
+  }
+  std::ifstream in(p, std::ios::binary);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    ctx.error(at, path, "cannot read " + quoteText(p.string()));
+    return false;
+  }
+  out = std::move(body);
+  return true;
+}
+
+namespace {
 
 constexpr std::array<std::string_view, 3> kKinds{"stale", "static", "upstream"};
 

@@ -319,6 +319,40 @@ struct DrainConfig {
   Duration grace{25000};   // exit at the latest after this
 };
 
+// `degradation` (DESIGN section 6; issue "operations"). Levels: 0 normal, 1 shed noncore
+// routes, 2 read-only, 3 answer from the fallback chain, 4 maintenance.
+struct DegradationAutoConfig {
+  bool enabled{false};
+  uint32_t max_level{2};                // the highest level automation may set (1..3)
+  uint32_t breaker_open_percent{0};     // 0: off; raise at >= this % of upstreams with an open breaker
+  double burn_rate{0};                  // 0: off; raise at >= this error-budget burn rate
+  double availability{99.9};            // the objective the burn rate is measured against (%)
+  Duration window{60000};               // burn rate window
+  uint32_t minimum_requests{20};        // requests in the window before the burn rate counts
+  Duration cooldown{60000};             // a level is held at least this long before lowering
+  uint32_t hysteresis_percent{50};      // lower only when every trigger is below threshold x (1 - h%)
+  bool operator==(const DegradationAutoConfig&) const = default;
+};
+
+struct MaintenanceConfig {
+  int status{503};
+  Duration retry_after{300000};
+  std::string body_file;  // as written; empty: a built-in JSON body
+  std::string body;       // the contents of body_file, read at load time
+  std::string content_type{"text/html; charset=utf-8"};
+  bool operator==(const MaintenanceConfig&) const = default;
+};
+
+struct DegradationConfig {
+  uint32_t level{0};                      // the policy's level (an operator's level wins)
+  std::string state_file;                 // empty: the operator's level does not survive a restart
+  std::vector<std::string> read_only_methods{"GET", "HEAD", "OPTIONS"};
+  Duration retry_after{30000};            // Retry-After on levels 1-3 refusals
+  MaintenanceConfig maintenance;
+  DegradationAutoConfig automatic;        // `auto`
+  bool operator==(const DegradationConfig&) const = default;
+};
+
 struct Policy {
   int version{1};
   std::string service;
@@ -331,6 +365,7 @@ struct Policy {
   MetricsConfig metrics;
   AccessLogConfig access_log;
   DrainConfig drain;
+  DegradationConfig degradation;
 };
 
 using PolicyConstSharedPtr = std::shared_ptr<const Policy>;

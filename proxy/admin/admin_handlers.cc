@@ -119,6 +119,23 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     ctx.audit(req, r.status);
     return r;
   }
+  if (p == "/admin/degradation") {
+    if (isRead(req)) {
+      return json(200, ctx.degradationJson());
+    }
+    if (req.method != "PUT" && req.method != "DELETE") {
+      return methodNotAllowed("GET, HEAD, PUT, DELETE");
+    }
+    if (auto err = checkAuth(ctx, req)) {
+      ctx.audit(req, err->status);
+      return *err;
+    }
+    std::string body;
+    int status = req.method == "PUT" ? ctx.setDegradation(req.body, body) : ctx.clearDegradation(body);
+    AdminResponse r = json(status, std::move(body));
+    ctx.audit(req, r.status);
+    return r;
+  }
   if (p == "/admin/reload" || p == "/admin/drain") {
     if (req.method != "POST") {
       return methodNotAllowed("POST");

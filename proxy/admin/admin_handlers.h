@@ -26,6 +26,14 @@ public:
   // breaker) and fills a JSON body.
   virtual int circuitBreakerAction(const std::string& upstream, const std::string& action,
                                    std::string& body_json) = 0;
+  // GET|PUT|DELETE /admin/degradation (DESIGN section 6). The mutations return the HTTP status
+  // (200, or 400 for a bad body) and fill a JSON body.
+  virtual std::string degradationJson() { return R"({"level":0})"; }
+  virtual int setDegradation(std::string_view /*body*/, std::string& body_json) {
+    body_json = R"({"error":"degradation is not available"})";
+    return 404;
+  }
+  virtual int clearDegradation(std::string& body_json) { return setDegradation({}, body_json); }
   // Audit trail of every mutation (who, what, outcome).
   virtual void audit(const AdminRequest& req, int status) = 0;
 };

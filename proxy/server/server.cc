@@ -42,7 +42,10 @@ Server::Server(Options options, config::Policy policy)
     : options_(std::move(options)),
       concurrency_(options_.concurrency != 0 ? options_.concurrency
                                              : std::max(1u, std::thread::hardware_concurrency())),
-      store_(concurrency_ + 1) {
+      store_(concurrency_ + 1),
+      degradation_state_(std::make_unique<filters::degradation::DegradationState>(concurrency_ + 1)) {
+  degradation_ = std::make_unique<filters::degradation::DegradationController>(main_, *degradation_state_, time_);
+  degradation_->configure(policy.degradation);
   auto p = std::make_shared<const config::Policy>(std::move(policy));
   snapshot_ = buildSnapshot(p, ++generation_, makeUpstreams(*p), makeRateLimits(*p),
                             [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); },
@@ -248,6 +251,14 @@ void Server::registerMetrics() {
                        [stale_stores](std::vector<std::pair<stats::Labels, double>>& out) { stale_stores(out, true); });
   store_.gaugeCallback("levee_fallback_stale_entries", "Responses held by a route's stale fallback store.",
                        [stale_stores](std::vector<std::pair<stats::Labels, double>>& out) { stale_stores(out, false); });
+  store_.gaugeCallback("levee_degradation_level", "Effective degradation level (0 normal .. 4 maintenance).",
+                       [this](std::vector<std::pair<stats::Labels, double>>& out) {
+                         out.push_back({{}, static_cast<double>(degradation_->effective())});
+                       });
+  store_.gaugeCallback("levee_degradation_auto_level", "Level set by automatic degradation (0: none).",
+                       [this](std::vector<std::pair<stats::Labels, double>>& out) {
+                         out.push_back({{}, static_cast<double>(degradation_->automaticLevel())});
+                       });
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
   });
@@ -399,6 +410,7 @@ int Server::run() {
   main_.bindToCurrentThread();
   stats::setThreadSlot(0);
   registerMetrics();
+  degradation_->restoreFromStateFile();
   loadToken();
   std::string log_error;
   access_log_ = http::AccessLog::create(snapshot_->policy->access_log.path, &log_error);
@@ -450,7 +462,7 @@ int Server::run() {
   dns_ = std::make_unique<event::DnsResolver>(main_);
   rebuildHostSets();
   for (uint32_t i = 0; i < concurrency_; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i + 1, store_, access_log_.get()));
+    workers_.push_back(std::make_unique<Worker>(i + 1, store_, access_log_.get(), degradation_state_.get()));
     workers_.back()->start(snapshot_, hosts_, std::move(fds[i]));
   }
   resolveDns();
@@ -467,6 +479,9 @@ int Server::run() {
     }
   });
   tick_timer_->enableRepeating(std::chrono::milliseconds(100));
+  // Degradation: TTL expiry and the automatic level, once a second.
+  degradation_timer_ = main_.createTimer([this] { degradation_->tick(openBreakerPercent()); });
+  degradation_timer_->enableRepeating(std::chrono::milliseconds(1000));
   restartHealthChecks();
 
   signals_.push_back(std::make_unique<event::SignalWatcher>(main_, SIGTERM, [this] {
@@ -552,6 +567,7 @@ bool Server::reload(std::string& body_json) {
                             [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); },
                             [this](const config::Listener& l, const config::Route& r) { return fallbackStateFor(l, r); });
   loadToken();
+  degradation_->configure(policy->degradation);
   rebuildHostSets();
   restartHealthChecks();
   for (uint32_t i = 0; i < workers_.size(); ++i) {
@@ -704,6 +720,37 @@ int Server::circuitBreakerAction(const std::string& upstream, const std::string&
   w.beginObject().key("upstream").value(upstream).key("action").value(action);
   w.key("before").value(before).key("after").value(common::toString(br->state())).endObject();
   return 200;
+}
+
+double Server::openBreakerPercent() const {
+  uint32_t with = 0;
+  uint32_t open = 0;
+  for (const auto& [name, shared] : snapshot_->upstreams) {
+    if (common::CircuitBreaker* br = shared->breaker()) {
+      ++with;
+      auto st = br->state();
+      open += (st == common::CircuitBreaker::State::Open || st == common::CircuitBreaker::State::ForcedOpen) ? 1 : 0;
+    }
+  }
+  return with == 0 ? 0.0 : 100.0 * open / with;
+}
+
+std::string Server::degradationJson() { return degradation_->json(); }
+
+int Server::setDegradation(std::string_view body, std::string& body_json) {
+  std::string change;
+  int status = degradation_->put(body, body_json, change);
+  if (status == 200) {
+    LEVEE_LOG(Admin, info, "audit: degradation {}", change);
+  }
+  return status;
+}
+
+int Server::clearDegradation(std::string& body_json) {
+  std::string change;
+  int status = degradation_->clear(body_json, change);
+  LEVEE_LOG(Admin, info, "audit: degradation {}", change);
+  return status;
 }
 
 void Server::audit(const admin::AdminRequest& req, int status) {

@@ -17,6 +17,7 @@
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker.h"
 #include "proxy/stats/store.h"
+#include "filters/degradation/degradation_controller.h"
 #include "proxy/common/time_source.h"
 #include "proxy/upstream/health_checker.h"
 
@@ -41,6 +42,9 @@ public:
   void audit(const admin::AdminRequest& req, int status) override;
   std::string circuitBreakersJson() override;
   int circuitBreakerAction(const std::string& upstream, const std::string& action, std::string& body) override;
+  std::string degradationJson() override;
+  int setDegradation(std::string_view body, std::string& body_json) override;
+  int clearDegradation(std::string& body_json) override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
@@ -80,6 +84,11 @@ private:
   std::map<std::string, std::pair<config::RetryConfig, router::RouteRetryStateSharedPtr>> retry_states_;
   // Per route ("listener|route"): kept while the route's fallback block is unchanged.
   std::map<std::string, router::RouteFallbackStateSharedPtr> fallback_states_;
+  // Degradation level: the state workers read, its owner on the main loop, its 1 s tick.
+  std::unique_ptr<filters::degradation::DegradationState> degradation_state_;
+  std::unique_ptr<filters::degradation::DegradationController> degradation_;
+  event::TimerPtr degradation_timer_;
+  double openBreakerPercent() const;
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
   std::string admin_token_;

@@ -7,6 +7,7 @@
 #include "proxy/common/logger.h"
 #include "proxy/event/tcp_socket.h"
 #include "proxy/http/conn_manager.h"
+#include "filters/degradation/degradation_filter.h"
 #include "filters/rate_limit/rate_limit_filter.h"
 #include "proxy/router/router_filter.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -112,6 +113,15 @@ public:
         rate_limits_[ri] = it->second;
       }
     }
+    // levee_degradation_shed_total{route,level}, levels 1..4.
+    shed_.assign(l.routes.size(), {});
+    for (size_t ri = 0; ri < l.routes.size(); ++ri) {
+      for (uint32_t level = 1; level <= filters::degradation::kMaxLevel; ++level) {
+        shed_[ri][level] = &worker_.store().counter(
+            "levee_degradation_shed_total", "Requests a degradation level refused or answered itself.",
+            {{"route", l.routes[ri].name}, {"level", std::to_string(level)}});
+      }
+    }
     if (!downstream_gauge_) {
       downstream_gauge_ = &worker_.store().gauge("levee_downstream_connections",
                                                  "Open downstream connections per listener.",
@@ -158,6 +168,10 @@ public:
       rs = noRouteStats();
     }
     rs->record(worker_.store(), head.method, info.status, secs);
+    if (filters::degradation::DegradationState* deg = worker_.degradation();
+        deg != nullptr && deg->recording() && info.reason != "degraded") {
+      deg->recordResponse(info.status);
+    }
     http::AccessLog* log = worker_.accessLog();
     if (log != nullptr && log->enabled()) {
       http::AccessLogEntry e;
@@ -208,6 +222,15 @@ public:
       info.upstream_name = r->route->upstream;
       info.route_stats = routeStats(*table_, *r);
       info.fallback_on = r->route->fallback.enabled ? r->route->fallback.on : 0;
+    }
+    // fault -> degradation -> rate_limit -> router (DESIGN section 2). Degradation is only on
+    // the chain while a level is set.
+    if (filters::degradation::DegradationState* deg = worker_.degradation()) {
+      if (uint32_t level = deg->level(); level > 0) {
+        out.addDecoderFilter(std::make_unique<filters::degradation::DegradationFilter>(
+            level, table_->policy()->degradation, r != nullptr ? r->route : nullptr,
+            r != nullptr && r->index < shed_.size() ? &shed_[r->index] : nullptr));
+      }
     }
     if (r != nullptr && r->index < rate_limits_.size() && rate_limits_[r->index]) {
       out.addDecoderFilter(std::make_unique<filters::rate_limit::RateLimitFilter>(rate_limits_[r->index]));
@@ -313,6 +336,7 @@ private:
   const router::RouteTable* stats_table_{nullptr};
   std::vector<RouteStats*> route_stats_;
   std::vector<filters::rate_limit::RateLimitStateSharedPtr> rate_limits_;  // by route index
+  std::vector<filters::degradation::ShedCounters> shed_;                    // by route index
   std::unordered_map<std::string, std::unique_ptr<RouteStats>> all_route_stats_;
   std::unordered_map<http::ConnectionManager*, std::unique_ptr<http::ConnectionManager>> http_conns_;
   std::unordered_map<tcp::TcpProxySession*, std::unique_ptr<tcp::TcpProxySession>> tcp_sessions_;
@@ -320,8 +344,9 @@ private:
 
 // === impl Worker ===
 
-Worker::Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log)
-    : index_(index), store_(store), access_log_(access_log) {}
+Worker::Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log,
+               filters::degradation::DegradationState* degradation)
+    : index_(index), store_(store), access_log_(access_log), degradation_(degradation) {}
 
 Worker::~Worker() {
   if (thread_.joinable()) {

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "filters/degradation/degradation_state.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/http/access_log.h"
 #include "proxy/http/http1/codec_pool.h"
@@ -34,7 +35,8 @@ class WorkerListener;
 
 class Worker {
 public:
-  Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log);
+  Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log,
+         filters::degradation::DegradationState* degradation = nullptr);
   ~Worker();
 
   // Starts the thread with the first snapshot and its listening sockets.
@@ -56,6 +58,7 @@ public:
   event::Dispatcher& dispatcher() { return dispatcher_; }
   stats::Store& store() { return store_; }
   http::AccessLog* accessLog() { return access_log_; }
+  filters::degradation::DegradationState* degradation() { return degradation_; }
   const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
   upstream::WorkerClusterSharedPtr cluster(const std::string& name);
   bool draining() const { return draining_; }
@@ -73,6 +76,7 @@ private:
   uint32_t index_;
   stats::Store& store_;
   http::AccessLog* access_log_;
+  filters::degradation::DegradationState* degradation_;
   event::Dispatcher dispatcher_;
   std::thread thread_;
   SnapshotConstSharedPtr snapshot_;
