@@ -13,7 +13,7 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
     {"policy", "degradation", ""},
     {"policy", "companion", ""},
     {"listener", "tls", ""},
@@ -21,7 +21,6 @@ constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
     {"route", "fault", ""},
     {"upstream", "endpoints_from", ""},
     {"upstream", "protocol", "http2"},
-    {"metrics", "slo", ""},
 }};
 
 // Optimal string alignment distance (Levenshtein plus adjacent transpositions: "tiemout").

@@ -213,6 +213,9 @@ void parseRetry(LoadContext& ctx, const Node& node, const std::string& path, Ret
 void parseRateLimit(LoadContext& ctx, const Node& node, const std::string& path,
                     RateLimitConfig& out);
 
+// metrics.slo (loader_slo.cc).
+void parseSlo(LoadContext& ctx, const Node& node, const std::string& path, SloConfig& out);
+
 // A list of HTTP method tokens, stored upper-case, each once. An empty list is an error whose
 // message ends with `empty_hint` (what leaving the key out means).
 void parseMethodList(LoadContext& ctx, const Node& node, const std::string& path,
