@@ -26,6 +26,8 @@ public:
   // breaker) and fills a JSON body.
   virtual int circuitBreakerAction(const std::string& upstream, const std::string& action,
                                    std::string& body_json) = 0;
+  // GET /admin/sla: rolling availability, latency and error budgets per route.
+  virtual std::string slaJson() = 0;
   // Audit trail of every mutation (who, what, outcome).
   virtual void audit(const AdminRequest& req, int status) = 0;
 };

@@ -42,7 +42,8 @@ Server::Server(Options options, config::Policy policy)
     : options_(std::move(options)),
       concurrency_(options_.concurrency != 0 ? options_.concurrency
                                              : std::max(1u, std::thread::hardware_concurrency())),
-      store_(concurrency_ + 1) {
+      store_(concurrency_ + 1),
+      sla_(concurrency_ + 1) {
   auto p = std::make_shared<const config::Policy>(std::move(policy));
   snapshot_ = buildSnapshot(p, ++generation_, makeUpstreams(*p), makeRateLimits(*p),
                             [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); });
@@ -214,6 +215,7 @@ void Server::registerMetrics() {
                            }
                          }
                        });
+  sla_.registerGauges(store_, time_);
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
   });
@@ -365,6 +367,7 @@ int Server::run() {
   main_.bindToCurrentThread();
   stats::setThreadSlot(0);
   registerMetrics();
+  configureSla();
   loadToken();
   std::string log_error;
   access_log_ = http::AccessLog::create(snapshot_->policy->access_log.path, &log_error);
@@ -416,7 +419,7 @@ int Server::run() {
   dns_ = std::make_unique<event::DnsResolver>(main_);
   rebuildHostSets();
   for (uint32_t i = 0; i < concurrency_; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i + 1, store_, access_log_.get()));
+    workers_.push_back(std::make_unique<Worker>(i + 1, store_, access_log_.get(), &sla_));
     workers_.back()->start(snapshot_, hosts_, std::move(fds[i]));
   }
   resolveDns();
@@ -517,6 +520,7 @@ bool Server::reload(std::string& body_json) {
   snapshot_ = buildSnapshot(policy, ++generation_, makeUpstreams(*policy), makeRateLimits(*policy),
                             [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); });
   loadToken();
+  configureSla();
   rebuildHostSets();
   restartHealthChecks();
   for (uint32_t i = 0; i < workers_.size(); ++i) {
@@ -670,6 +674,26 @@ int Server::circuitBreakerAction(const std::string& upstream, const std::string&
   w.key("before").value(before).key("after").value(common::toString(br->state())).endObject();
   return 200;
 }
+
+void Server::configureSla() {
+  const config::Policy& p = *snapshot_->policy;
+  const config::SloConfig& slo = p.metrics.slo;
+  const stats::sla::Objectives objectives{
+      slo.availability_percent, std::chrono::duration<double>(slo.latency_threshold).count(),
+      slo.latency_percent};
+  std::vector<stats::SlaRegistry::Key> routes;
+  for (const auto& l : p.listeners) {
+    if (l.protocol != config::ListenerProtocol::Http) {
+      continue;
+    }
+    for (const auto& r : l.routes) {
+      routes.emplace_back(l.name, r.name, r.upstream);
+    }
+  }
+  sla_.configure(objectives, routes);
+}
+
+std::string Server::slaJson() { return sla_.reportJson(time_.monotonicTime()); }
 
 void Server::audit(const admin::AdminRequest& req, int status) {
   LEVEE_LOG(Admin, info, "audit: peer={} {} {} -> {}", req.peer, req.method, req.path, status);

@@ -16,6 +16,7 @@
 #include "proxy/server/options.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker.h"
+#include "proxy/stats/sla_registry.h"
 #include "proxy/stats/store.h"
 #include "proxy/common/time_source.h"
 #include "proxy/upstream/health_checker.h"
@@ -41,11 +42,13 @@ public:
   void audit(const admin::AdminRequest& req, int status) override;
   std::string circuitBreakersJson() override;
   int circuitBreakerAction(const std::string& upstream, const std::string& action, std::string& body) override;
+  std::string slaJson() override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
                        std::vector<std::vector<ListenerFd>>& per_worker);
   void registerMetrics();
+  void configureSla();
   std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> makeUpstreams(const config::Policy& policy);
   void restartHealthChecks();
   router::RouteRetryStateSharedPtr retryStateFor(const config::Listener& l, const config::Route& r);
@@ -62,6 +65,7 @@ private:
   event::Dispatcher main_;
   uint32_t concurrency_;
   stats::Store store_;
+  stats::SlaRegistry sla_;  // before workers_: they record into it
   std::unique_ptr<http::AccessLog> access_log_;
   SnapshotConstSharedPtr snapshot_;
   HostSetsConstSharedPtr hosts_;

@@ -17,6 +17,7 @@
 #include "proxy/http/access_log.h"
 #include "proxy/http/http1/codec_pool.h"
 #include "proxy/server/snapshot.h"
+#include "proxy/stats/sla_registry.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/conn_pool.h"
 
@@ -34,7 +35,8 @@ class WorkerListener;
 
 class Worker {
 public:
-  Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log);
+  // `sla`: where completed requests are recorded for the SLA report (null: not recorded).
+  Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log, stats::SlaRegistry* sla = nullptr);
   ~Worker();
 
   // Starts the thread with the first snapshot and its listening sockets.
@@ -55,6 +57,7 @@ public:
   // Worker-thread API used by the listeners.
   event::Dispatcher& dispatcher() { return dispatcher_; }
   stats::Store& store() { return store_; }
+  stats::SlaRegistry* sla() { return sla_; }
   http::AccessLog* accessLog() { return access_log_; }
   const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
   upstream::WorkerClusterSharedPtr cluster(const std::string& name);
@@ -73,6 +76,7 @@ private:
   uint32_t index_;
   stats::Store& store_;
   http::AccessLog* access_log_;
+  stats::SlaRegistry* sla_;
   event::Dispatcher dispatcher_;
   std::thread thread_;
   SnapshotConstSharedPtr snapshot_;
