@@ -8,12 +8,17 @@
 - Every levee metric the dashboard or the rules reference is exported by a running levee (with a
   policy that turns on breakers, retries, rate limits and SLOs) or listed in DESIGN section 9
   (features of later issues: degradation, faults, fallback, companion).
+- With helm installed (`scripts/install-deps.sh --helm`; skipped otherwise): the chart lints, and
+  its rendered policy passes `levee validate`, its dashboard ConfigMap holds levee.json and its
+  PrometheusRule the rules file, unchanged.
 """
 
 import json
 import os
 import re
+import shutil
 import subprocess
+import textwrap
 import unittest
 
 import harness as h
@@ -253,6 +258,77 @@ class MetricsExistTest(h.LeveeTestCase):
         start = text.index("## 9. Metrics")
         section = text[start:text.index("## 10.", start)]
         self.assertEqual(set(METRIC_RE.findall(section)), DESIGN_METRICS)
+
+
+def block_after(text, marker, indent):
+    """The literal block that follows the line `marker` in rendered YAML, dedented."""
+    lines = text.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.rstrip() == marker) + 1
+    body = []
+    for line in lines[start:]:
+        if line.strip() and not line.startswith(" " * indent):
+            break
+        body.append(line)
+    while body and not body[-1].strip():
+        body.pop()
+    return textwrap.dedent("\n".join(body)) + "\n"
+
+
+class HelmChartTest(h.LeveeTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.helm = os.environ.get("LEVEE_HELM") or shutil.which("helm")
+        if not self.helm:
+            self.skipTest("helm not installed (scripts/install-deps.sh --helm)")
+
+    def run_helm(self, *args):
+        p = subprocess.run([self.helm] + list(args), capture_output=True, timeout=h.deadline(60),
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        return p.stdout.decode()
+
+    def render(self, template, *sets):
+        args = ["template", "levee", CHART, "--show-only", "templates/" + template]
+        for s in sets:
+            args += ["--set", s]
+        return self.run_helm(*args)
+
+    def test_lint(self):
+        self.assertIn("1 chart(s) linted, 0 chart(s) failed", self.run_helm("lint", "--strict", CHART))
+
+    def test_rendered_policy_validates(self):
+        out = self.render("configmap.yaml")
+        policy = block_after(out, "  policy.yaml: |", 4)
+        self.assertIn("slo:", policy)
+        path = os.path.join(self.tmp, "policy.yaml")
+        with open(path, "w") as f:
+            f.write(policy)
+        if not os.access(h.LEVEE_BIN, os.X_OK):
+            self.skipTest("levee binary not found at %s" % h.LEVEE_BIN)
+        p = subprocess.run([h.LEVEE_BIN, "validate", path], capture_output=True,
+                           timeout=h.deadline(30), stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode() + policy)
+
+    def test_deployment_runs_levee_with_probes(self):
+        out = self.render("deployment.yaml", "app.image=demo:1")
+        self.assertIn("kind: Deployment", out)
+        self.assertIn("- name: app\n          image: demo:1", out)
+        self.assertIn('args: ["run", "--config", "/etc/levee/policy.yaml"]', out)
+        for probe in ("/health/startup", "/health/ready", "/health/live"):
+            self.assertIn("path: %s, port: probes" % probe, out)
+        self.assertIn("checksum/policy:", out)
+        self.assertNotIn("checksum/policy:", self.render("deployment.yaml",
+                                                         "rollOnPolicyChange=false"))
+
+    def test_dashboard_and_rules_are_shipped_unchanged(self):
+        dash = block_after(self.render("dashboard-configmap.yaml"), "  levee.json: |-", 4)
+        with open(DASHBOARD) as f:
+            self.assertEqual(json.loads(dash), json.load(f))
+        out = self.render("prometheusrule.yaml", "prometheusRule.enabled=true")
+        self.assertIn("kind: PrometheusRule", out)
+        with open(RULES) as f:
+            self.assertEqual(block_after(out, "spec:", 2).strip(), f.read().strip())
 
 
 if __name__ == "__main__":
