@@ -229,8 +229,8 @@ void SlaRegistry::registerGauges(Store& store, const TimeSource& time) {
     sla::Objectives objectives;
   };
   auto cache = std::make_shared<Cache>();
-  auto current = [this, &time, cache]() -> const Cache& {
-    const MonotonicTime now = time.monotonicTime();
+  auto current = [this, clock = &time, cache]() -> const Cache& {
+    const MonotonicTime now = clock->monotonicTime();
     if (!cache->valid || now < cache->at || now - cache->at >= kGaugeCacheFor) {
       cache->rows = rows(now, &cache->objectives);
       cache->at = now;

@@ -87,6 +87,7 @@ public:
   std::string reportJson(MonotonicTime now) const;
 
   // Registers the levee_sla_* gauge families on `store` (once); their callbacks read `time`.
+  // The registry and `time` must outlive every render of `store`.
   void registerGauges(Store& store, const TimeSource& time);
 
   struct Row {
