@@ -24,8 +24,12 @@ const std::array<double, kLatencyBounds>& bounds() {
   return table;
 }
 
-// Single writer: a load and a store, no read-modify-write.
-void bump(std::atomic<uint32_t>& a) noexcept { a.store(a.load(kRelaxed) + 1, kRelaxed); }
+constexpr auto kRelease = std::memory_order_release;
+constexpr auto kAcquire = std::memory_order_acquire;
+
+// Single writer: a load and a store, no read-modify-write. The store is a release (a plain
+// store on x86) so that a reader that sees it also sees the epoch it was written under.
+void bump(std::atomic<uint32_t>& a) noexcept { a.store(a.load(kRelaxed) + 1, kRelease); }
 
 double ratio(uint64_t a, uint64_t b) {
   return b == 0 ? kNaN : static_cast<double>(a) / static_cast<double>(b);
@@ -137,17 +141,17 @@ Ring::Cell& Ring::cellOf(int64_t epoch) const {
 }
 
 void Ring::recycle(Cell& c, int64_t epoch) noexcept {
-  // Seqlock write side: mark, fence, clear, publish. A reader that saw any cleared count
-  // also sees kRecycling (or the new epoch) when it re-reads the epoch after its acquire fence.
+  // Seqlock write side without fences (GCC's TSan rejects atomic_thread_fence): mark, then
+  // clear and count with release stores only. A reader that acquires any count written from
+  // here on also sees kRecycling or the new epoch when it re-reads the epoch, and drops the cell.
   c.epoch.store(kRecycling, kRelaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  c.requests.store(0, kRelaxed);
-  c.errors.store(0, kRelaxed);
-  c.slow.store(0, kRelaxed);
+  c.requests.store(0, kRelease);
+  c.errors.store(0, kRelease);
+  c.slow.store(0, kRelease);
   for (auto& l : c.latency) {
-    l.store(0, kRelaxed);
+    l.store(0, kRelease);
   }
-  c.epoch.store(epoch, std::memory_order_release);
+  c.epoch.store(epoch, kRelease);
 }
 
 void Ring::record(MonotonicTime now, bool error, bool slow, size_t latency_bucket) noexcept {
@@ -175,18 +179,17 @@ void Ring::addTo(MonotonicTime now, uint32_t buckets, Counts& out) const {
   const int64_t oldest = now_epoch - static_cast<int64_t>(std::min(buckets, size_)) + 1;
   for (uint32_t i = 0; i < size_; ++i) {
     const Cell& c = cells_[i];
-    const int64_t before = c.epoch.load(std::memory_order_acquire);
+    const int64_t before = c.epoch.load(kAcquire);
     if (before == kEmpty || before == kRecycling || before < oldest || before > now_epoch) {
       continue;
     }
     Counts tmp;
-    tmp.requests = c.requests.load(kRelaxed);
-    tmp.errors = c.errors.load(kRelaxed);
-    tmp.slow = c.slow.load(kRelaxed);
+    tmp.requests = c.requests.load(kAcquire);
+    tmp.errors = c.errors.load(kAcquire);
+    tmp.slow = c.slow.load(kAcquire);
     for (size_t b = 0; b < kLatencyBuckets; ++b) {
-      tmp.latency[b] = c.latency[b].load(kRelaxed);
+      tmp.latency[b] = c.latency[b].load(kAcquire);
     }
-    std::atomic_thread_fence(std::memory_order_acquire);
     if (c.epoch.load(kRelaxed) != before) {
       continue;  // recycled while we read it: its counts belong to an older slot
     }

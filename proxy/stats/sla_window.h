@@ -6,11 +6,12 @@
 // error rate, latency quantiles and error budgets. Time is always passed in (injected).
 //
 // Thread model of a Ring: ONE writer (the worker thread that owns it) and any number of readers
-// (the main thread merging rings for a report). Every cell is an atomic written with relaxed
-// single-writer stores (a load and a store, no read-modify-write), so recording is lock-free and
-// touches only the writer's own memory. A bucket that is being recycled for a newer time slot is
-// guarded like a seqlock: its epoch reads kRecycling while it is zeroed, and a reader keeps a
-// bucket only if its epoch was the same before and after reading the counts. A reader may see a
+// (the main thread merging rings for a report). Every cell is an atomic written with
+// single-writer release stores (a load and a store, no read-modify-write; a plain store on x86),
+// so recording is lock-free and touches only the writer's own memory. A bucket that is being
+// recycled for a newer time slot is guarded like a seqlock: its epoch reads kRecycling while it
+// is zeroed, and a reader (acquire loads) keeps a bucket only if its epoch was the same before
+// and after reading the counts. A reader may see a
 // bucket mid-update (requests already counted, the error not yet): reports are off by at most
 // the requests recorded while the report runs.
 
