@@ -5,13 +5,14 @@ Mix on route "all" (README "SLA report"): 90 fast 200s, 10 upstream 503s, 10 slo
   availability 100/110, error rate 10/110, 10 slow requests,
   availability budget: allowed 0.05, burn (10/110)/0.05 = 1.82, remaining -0.82 (overspent),
   latency budget: allowed 0.10, burn (10/110)/0.10 = 0.91, remaining 0.09,
-  p50 in the fast range, p95 and p99 in the bucket of the 300 ms requests (0.256-0.304 s;
-  a bucket further when a sanitizer build is slower).
+  p50 in the fast range, p95 and p99 in the bucket of the 300 ms requests (0.256-0.304 s, or
+  up to the bucket of the slowest request as the client timed it on a busy machine).
 Route "limited" answers 429s, which are the client's share and never errors.
 """
 
 import os
 import subprocess
+import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,14 @@ SLO = "metrics:\n  slo: { availability: 95, latency: { threshold: 200ms, percent
 ROUTES = ("      - { name: limited, match: { prefix: /limited }, upstream: app,\n"
           "          rate_limit: { rate: 1/m, burst: 1, key: route } }\n"
           "      - { name: all, match: { prefix: / }, upstream: app }\n")
+
+
+def bucket_upper_bound(seconds):
+    """Upper bound of the SLA latency bucket holding `seconds` (1 ms * 2^(i/4))."""
+    i = 0
+    while 0.001 * 2 ** (i / 4) < seconds:
+        i += 1
+    return 0.001 * 2 ** (i / 4) * (1 + 1e-9)
 
 
 def route_row(report, route):
@@ -43,8 +52,16 @@ class SlaReportTest(h.LeveeTestCase):
 
     def send_mix(self):
         paths = ["/api/fast"] * 90 + ["/status/503"] * 10 + ["/slow/300"] * 10
+
+        def timed(path):
+            t0 = time.monotonic()
+            status = h.http_request(self.port, "GET", path).status
+            return status, time.monotonic() - t0
         with ThreadPoolExecutor(max_workers=8) as pool:
-            statuses = list(pool.map(lambda p: h.http_request(self.port, "GET", p).status, paths))
+            results = list(pool.map(timed, paths))
+        statuses = [s for s, _ in results]
+        # levee measures less than the client does: the slowest client time bounds the bucket.
+        self.slowest = max(d for _, d in results)
         self.assertEqual(statuses.count(200), 100, statuses)
         self.assertEqual(statuses.count(503), 10, statuses)
         limited = [h.http_request(self.port, "GET", "/limited").status for _ in range(4)]
@@ -67,10 +84,12 @@ class SlaReportTest(h.LeveeTestCase):
         self.assertAlmostEqual(w["error_rate"], 10 / 110, places=5)
         lat = w["latency_seconds"]
         self.assertLess(lat["p50"], 0.1, lat)
-        # The 10 slow requests are the top 9% of 110: p95 and p99 fall in their bucket.
+        # The 10 slow requests are the top 9% of 110: p95 and p99 fall in their buckets, between
+        # the lower bound of 300 ms's bucket (0.256 s) and the upper bound of the bucket holding
+        # the slowest request as the client saw it (0.304 s when nothing else runs).
         for q in ("p95", "p99"):
             self.assertGreaterEqual(lat[q], 0.256, lat)
-            self.assertLessEqual(lat[q], 0.3044 if h.SLOW == 1 else 1.0, lat)
+            self.assertLessEqual(lat[q], bucket_upper_bound(self.slowest), (lat, self.slowest))
         self.assertLessEqual(lat["p95"], lat["p99"])
         self.assertEqual(w["slow_requests"], 10, w)
         self.assertAlmostEqual(w["latency_within_threshold"], 100 / 110, places=5)
