@@ -95,7 +95,10 @@ void parseProbes(LoadContext& ctx, const Node* node, ProbesConfig& probes) {
 }
 
 void parseMetrics(LoadContext& ctx, const Node& node, MetricsConfig& metrics) {
-  MapReader m(ctx, node, "metrics", "metrics", {"latency_buckets"});
+  MapReader m(ctx, node, "metrics", "metrics", {"latency_buckets", "slo"});
+  if (const Node* slo = m.find("slo")) {
+    detail::parseSlo(ctx, *slo, m.path("slo"), metrics.slo);
+  }
   const Node* buckets = m.find("latency_buckets");
   const std::string path = m.path("latency_buckets");
   if (buckets == nullptr || !detail::expectSequence(ctx, *buckets, path)) {

@@ -13,13 +13,12 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 6> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 5> kNotSupportedYet{{
     {"policy", "companion", ""},
     {"listener", "tls", ""},
     {"route", "fault", ""},
     {"upstream", "endpoints_from", ""},
     {"upstream", "protocol", "http2"},
-    {"metrics", "slo", ""},
 }};
 
 // Optimal string alignment distance (Levenshtein plus adjacent transpositions: "tiemout").

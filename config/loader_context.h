@@ -224,6 +224,9 @@ bool readPolicyFile(LoadContext& ctx, const Node& at, const std::string& path, c
 void parseFallback(LoadContext& ctx, const Node& node, const std::string& path,
                    const std::string& route_upstream, FallbackConfig& out);
 
+// metrics.slo (loader_slo.cc).
+void parseSlo(LoadContext& ctx, const Node& node, const std::string& path, SloConfig& out);
+
 // A list of HTTP method tokens, stored upper-case, each once. An empty list is an error whose
 // message ends with `empty_hint` (what leaving the key out means).
 void parseMethodList(LoadContext& ctx, const Node& node, const std::string& path,

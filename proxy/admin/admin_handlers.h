@@ -34,6 +34,8 @@ public:
     return 404;
   }
   virtual int clearDegradation(std::string& body_json) { return setDegradation({}, body_json); }
+  // GET /admin/sla: rolling availability, latency and error budgets per route.
+  virtual std::string slaJson() = 0;
   // Audit trail of every mutation (who, what, outcome).
   virtual void audit(const AdminRequest& req, int status) = 0;
 };

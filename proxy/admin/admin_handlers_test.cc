@@ -31,6 +31,7 @@ public:
   MOCK_METHOD(std::string, adminToken, (), (override));
   MOCK_METHOD(void, audit, (const AdminRequest& req, int status), (override));
   MOCK_METHOD(std::string, circuitBreakersJson, (), (override));
+  MOCK_METHOD(std::string, slaJson, (), (override));
   MOCK_METHOD(int, circuitBreakerAction,
               (const std::string& upstream, const std::string& action, std::string& body_json), (override));
 };
@@ -148,6 +149,18 @@ TEST(HandleAdminTest, ReadEndpointsRefuseWrites) {
     EXPECT_EQ(405, r.status) << path;
     EXPECT_EQ("GET, HEAD", header(r, "allow"));
   }
+}
+
+TEST(HandleAdminTest, SlaIsAReadWithoutToken) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, slaJson()).WillOnce(Return(R"({"routes":[]})"));
+  AdminResponse r = handleAdmin(ctx, req("GET", "/admin/sla"));
+  EXPECT_EQ(200, r.status);
+  EXPECT_EQ("{\"routes\":[]}\n", r.body);
+  EXPECT_EQ("application/json", r.content_type);
+  AdminResponse post = handleAdmin(ctx, req("POST", "/admin/sla", "Bearer t"));
+  EXPECT_EQ(405, post.status);
+  EXPECT_EQ("GET, HEAD", header(post, "allow"));
 }
 
 TEST(HandleAdminTest, MutationEndpointsRefuseReads) {

@@ -43,6 +43,7 @@ Server::Server(Options options, config::Policy policy)
       concurrency_(options_.concurrency != 0 ? options_.concurrency
                                              : std::max(1u, std::thread::hardware_concurrency())),
       store_(concurrency_ + 1),
+      sla_(concurrency_ + 1),
       degradation_state_(std::make_unique<filters::degradation::DegradationState>(concurrency_ + 1)) {
   degradation_ = std::make_unique<filters::degradation::DegradationController>(main_, *degradation_state_, time_);
   degradation_->configure(policy.degradation);
@@ -259,6 +260,7 @@ void Server::registerMetrics() {
                        [this](std::vector<std::pair<stats::Labels, double>>& out) {
                          out.push_back({{}, static_cast<double>(degradation_->automaticLevel())});
                        });
+  sla_.registerGauges(store_, time_);
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
   });
@@ -411,6 +413,7 @@ int Server::run() {
   stats::setThreadSlot(0);
   registerMetrics();
   degradation_->restoreFromStateFile();
+  configureSla();
   loadToken();
   std::string log_error;
   access_log_ = http::AccessLog::create(snapshot_->policy->access_log.path, &log_error);
@@ -462,7 +465,8 @@ int Server::run() {
   dns_ = std::make_unique<event::DnsResolver>(main_);
   rebuildHostSets();
   for (uint32_t i = 0; i < concurrency_; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i + 1, store_, access_log_.get(), degradation_state_.get()));
+    workers_.push_back(
+        std::make_unique<Worker>(i + 1, store_, access_log_.get(), &sla_, degradation_state_.get()));
     workers_.back()->start(snapshot_, hosts_, std::move(fds[i]));
   }
   resolveDns();
@@ -568,6 +572,7 @@ bool Server::reload(std::string& body_json) {
                             [this](const config::Listener& l, const config::Route& r) { return fallbackStateFor(l, r); });
   loadToken();
   degradation_->configure(policy->degradation);
+  configureSla();
   rebuildHostSets();
   restartHealthChecks();
   for (uint32_t i = 0; i < workers_.size(); ++i) {
@@ -752,6 +757,25 @@ int Server::clearDegradation(std::string& body_json) {
   LEVEE_LOG(Admin, info, "audit: degradation {}", change);
   return status;
 }
+void Server::configureSla() {
+  const config::Policy& p = *snapshot_->policy;
+  const config::SloConfig& slo = p.metrics.slo;
+  const stats::sla::Objectives objectives{
+      slo.availability_percent, std::chrono::duration<double>(slo.latency_threshold).count(),
+      slo.latency_percent};
+  std::vector<stats::SlaRegistry::Key> routes;
+  for (const auto& l : p.listeners) {
+    if (l.protocol != config::ListenerProtocol::Http) {
+      continue;
+    }
+    for (const auto& r : l.routes) {
+      routes.emplace_back(l.name, r.name, r.upstream);
+    }
+  }
+  sla_.configure(objectives, routes);
+}
+
+std::string Server::slaJson() { return sla_.reportJson(time_.monotonicTime()); }
 
 void Server::audit(const admin::AdminRequest& req, int status) {
   LEVEE_LOG(Admin, info, "audit: peer={} {} {} -> {}", req.peer, req.method, req.path, status);

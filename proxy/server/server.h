@@ -16,6 +16,7 @@
 #include "proxy/server/options.h"
 #include "proxy/server/snapshot.h"
 #include "proxy/server/worker.h"
+#include "proxy/stats/sla_registry.h"
 #include "proxy/stats/store.h"
 #include "filters/degradation/degradation_controller.h"
 #include "proxy/common/time_source.h"
@@ -45,11 +46,13 @@ public:
   std::string degradationJson() override;
   int setDegradation(std::string_view body, std::string& body_json) override;
   int clearDegradation(std::string& body_json) override;
+  std::string slaJson() override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
                        std::vector<std::vector<ListenerFd>>& per_worker);
   void registerMetrics();
+  void configureSla();
   std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> makeUpstreams(const config::Policy& policy);
   void restartHealthChecks();
   router::RouteRetryStateSharedPtr retryStateFor(const config::Listener& l, const config::Route& r);
@@ -60,6 +63,7 @@ private:
   void rebuildHostSets();
   void resolveDns();
   void onDrainTick();
+  double openBreakerPercent() const;
   void shutdown();
 
   Options options_;
@@ -67,6 +71,9 @@ private:
   event::Dispatcher main_;
   uint32_t concurrency_;
   stats::Store store_;
+  stats::SlaRegistry sla_;  // before workers_: they record into it
+  // The degradation level workers read (before workers_, like sla_).
+  std::unique_ptr<filters::degradation::DegradationState> degradation_state_;
   std::unique_ptr<http::AccessLog> access_log_;
   SnapshotConstSharedPtr snapshot_;
   HostSetsConstSharedPtr hosts_;
@@ -84,11 +91,9 @@ private:
   std::map<std::string, std::pair<config::RetryConfig, router::RouteRetryStateSharedPtr>> retry_states_;
   // Per route ("listener|route"): kept while the route's fallback block is unchanged.
   std::map<std::string, router::RouteFallbackStateSharedPtr> fallback_states_;
-  // Degradation level: the state workers read, its owner on the main loop, its 1 s tick.
-  std::unique_ptr<filters::degradation::DegradationState> degradation_state_;
+  // Degradation level: its owner on the main loop and its 1 s tick (the state is above).
   std::unique_ptr<filters::degradation::DegradationController> degradation_;
   event::TimerPtr degradation_timer_;
-  double openBreakerPercent() const;
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
   std::string admin_token_;

@@ -32,6 +32,7 @@ std::string_view methodLabel(uint32_t idx) { return idx < std::size(kMethods) ? 
 struct RouteStats {
   std::string listener, route, upstream;
   stats::Histogram* latency{nullptr};
+  stats::SlaSeries* sla{nullptr};  // routed requests only
   std::unordered_map<uint32_t, stats::Counter*> requests;  // (method index << 16) | status
 
   void record(stats::Store& store, std::string_view method, int status, double seconds) {
@@ -172,6 +173,9 @@ public:
         deg != nullptr && deg->recording() && info.reason != "degraded") {
       deg->recordResponse(info.status);
     }
+    if (rs->sla != nullptr) {
+      rs->sla->record(end, info.status, secs);
+    }
     http::AccessLog* log = worker_.accessLog();
     if (log != nullptr && log->enabled()) {
       http::AccessLogEntry e;
@@ -257,6 +261,9 @@ public:
           "levee_http_request_duration_seconds", "Request duration from first byte to last byte.",
           table.policy()->metrics.latency_buckets,
           {{"listener", name_}, {"route", slot->route}, {"upstream", slot->upstream}});
+      if (worker_.sla() != nullptr) {
+        slot->sla = &worker_.sla()->series(name_, slot->route, slot->upstream);
+      }
     }
     if (&table == stats_table_) {
       if (route_stats_.size() <= route.index) {
@@ -344,9 +351,9 @@ private:
 
 // === impl Worker ===
 
-Worker::Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log,
+Worker::Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log, stats::SlaRegistry* sla,
                filters::degradation::DegradationState* degradation)
-    : index_(index), store_(store), access_log_(access_log), degradation_(degradation) {}
+    : index_(index), store_(store), access_log_(access_log), sla_(sla), degradation_(degradation) {}
 
 Worker::~Worker() {
   if (thread_.joinable()) {

@@ -18,6 +18,7 @@
 #include "proxy/http/access_log.h"
 #include "proxy/http/http1/codec_pool.h"
 #include "proxy/server/snapshot.h"
+#include "proxy/stats/sla_registry.h"
 #include "proxy/stats/store.h"
 #include "proxy/upstream/conn_pool.h"
 
@@ -35,7 +36,9 @@ class WorkerListener;
 
 class Worker {
 public:
-  Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log,
+  // `sla`: where completed requests are recorded for the SLA report (null: not recorded);
+  // `degradation`: the level to apply (null: none).
+  Worker(uint32_t index, stats::Store& store, http::AccessLog* access_log, stats::SlaRegistry* sla = nullptr,
          filters::degradation::DegradationState* degradation = nullptr);
   ~Worker();
 
@@ -57,6 +60,7 @@ public:
   // Worker-thread API used by the listeners.
   event::Dispatcher& dispatcher() { return dispatcher_; }
   stats::Store& store() { return store_; }
+  stats::SlaRegistry* sla() { return sla_; }
   http::AccessLog* accessLog() { return access_log_; }
   filters::degradation::DegradationState* degradation() { return degradation_; }
   const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
@@ -76,6 +80,7 @@ private:
   uint32_t index_;
   stats::Store& store_;
   http::AccessLog* access_log_;
+  stats::SlaRegistry* sla_;
   filters::degradation::DegradationState* degradation_;
   event::Dispatcher dispatcher_;
   std::thread thread_;
