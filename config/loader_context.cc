@@ -13,12 +13,11 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
     {"policy", "degradation", ""},
     {"policy", "companion", ""},
     {"listener", "tls", ""},
     {"route", "fallback", ""},
-    {"route", "fault", ""},
     {"upstream", "endpoints_from", ""},
     {"upstream", "protocol", "http2"},
     {"metrics", "slo", ""},

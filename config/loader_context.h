@@ -212,6 +212,9 @@ void parseFailover(LoadContext& ctx, const Node& node, const std::string& path,
 void parseRetry(LoadContext& ctx, const Node& node, const std::string& path, RetryConfig& out);
 void parseRateLimit(LoadContext& ctx, const Node& node, const std::string& path,
                     RateLimitConfig& out);
+// Route `fault` and top-level `faults` (loader_fault.cc).
+void parseFault(LoadContext& ctx, const Node& node, const std::string& path, FaultConfig& out);
+void parseFaults(LoadContext& ctx, const Node& node, FaultsConfig& out);
 
 // A list of HTTP method tokens, stored upper-case, each once. An empty list is an error whose
 // message ends with `empty_hint` (what leaving the key out means).

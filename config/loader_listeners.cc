@@ -162,7 +162,7 @@ void checkPerTryTimeout(LoadContext& ctx, const Node& retry, const std::string& 
 
 void parseRoute(LoadContext& ctx, const Node& node, const std::string& path, Route& route) {
   MapReader r(ctx, node, path, "route",
-              {"name", "match", "upstream", "tier", "timeout", "retry", "rate_limit"});
+              {"name", "match", "upstream", "tier", "timeout", "retry", "rate_limit", "fault"});
   if (!r.ok()) {
     return;
   }
@@ -186,6 +186,9 @@ void parseRoute(LoadContext& ctx, const Node& node, const std::string& path, Rou
   }
   if (const Node* rate_limit = r.find("rate_limit")) {
     parseRateLimit(ctx, *rate_limit, r.path("rate_limit"), route.rate_limit);
+  }
+  if (const Node* fault = r.find("fault")) {
+    parseFault(ctx, *fault, r.path("fault"), route.fault);
   }
 }
 
