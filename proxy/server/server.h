@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/policy.h"
+#include "filters/fault/fault_config.h"
 #include "proxy/admin/admin_handlers.h"
 #include "proxy/admin/admin_server.h"
 #include "proxy/event/dispatcher.h"
@@ -41,6 +42,9 @@ public:
   void audit(const admin::AdminRequest& req, int status) override;
   std::string circuitBreakersJson() override;
   int circuitBreakerAction(const std::string& upstream, const std::string& action, std::string& body) override;
+  std::string faultsJson() override { return faults_.toJson(); }
+  int createFault(const std::string& body, std::string& body_json) override;
+  int deleteFault(const std::string& id, std::string& body_json) override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
@@ -62,6 +66,7 @@ private:
   event::Dispatcher main_;
   uint32_t concurrency_;
   stats::Store store_;
+  filters::fault::FaultRegistry faults_{time_};  // run-time experiments, read by every worker
   std::unique_ptr<http::AccessLog> access_log_;
   SnapshotConstSharedPtr snapshot_;
   HostSetsConstSharedPtr hosts_;

@@ -7,6 +7,7 @@
 #include "proxy/common/logger.h"
 #include "proxy/event/tcp_socket.h"
 #include "proxy/http/conn_manager.h"
+#include "filters/fault/fault_filter.h"
 #include "filters/rate_limit/rate_limit_filter.h"
 #include "proxy/router/router_filter.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -206,6 +207,12 @@ public:
       info.route_name = r->route->name;
       info.upstream_name = r->route->upstream;
       info.route_stats = routeStats(*table_, *r);
+    }
+    // DESIGN section 2: fault -> degradation -> rate_limit -> router.
+    if (r != nullptr) {
+      if (auto fault = filters::fault::FaultFilter::create(*r->route, out.requestHead(), worker_.faults())) {
+        out.addDecoderFilter(std::move(fault));
+      }
     }
     if (r != nullptr && r->index < rate_limits_.size() && rate_limits_[r->index]) {
       out.addDecoderFilter(std::make_unique<filters::rate_limit::RateLimitFilter>(rate_limits_[r->index]));
