@@ -27,6 +27,10 @@ FaultRegistry::FaultRegistry(const TimeSource& time)
 
 bool FaultRegistry::add(const config::FaultExperimentSpec& spec, uint32_t max_active,
                         FaultRule& added, std::string& error) {
+  if (max_active == 0) {
+    error = "fault experiments are disabled (faults.max_active: 0)";
+    return false;
+  }
   if (rules_->rules.size() >= max_active) {
     error = "max_active (" + std::to_string(max_active) +
             ") experiments already run: delete one or wait for its ttl (faults.max_active)";
@@ -48,11 +52,14 @@ bool FaultRegistry::add(const config::FaultExperimentSpec& spec, uint32_t max_ac
   return true;
 }
 
-bool FaultRegistry::remove(std::string_view id) {
+bool FaultRegistry::remove(std::string_view id, FaultRule* removed) {
   std::vector<FaultRule> next = rules_->rules;
   auto it = std::ranges::find(next, id, &FaultRule::id);
   if (it == next.end()) {
     return false;
+  }
+  if (removed != nullptr) {
+    *removed = *it;
   }
   next.erase(it);
   publish(std::move(next));

@@ -57,8 +57,8 @@ public:
   // Main thread. Starts an experiment; false (and `error`) when `max_active` already run.
   bool add(const config::FaultExperimentSpec& spec, uint32_t max_active, FaultRule& added,
            std::string& error);
-  // Main thread. False when no experiment has this id.
-  bool remove(std::string_view id);
+  // Main thread. False when no experiment has this id; else `removed` is the experiment.
+  bool remove(std::string_view id, FaultRule* removed = nullptr);
   // Main thread. The kill switch: removes every experiment; returns how many ran.
   size_t clear();
   // Main thread. Removes experiments whose TTL passed; returns their ids.

@@ -38,12 +38,20 @@ TEST_F(FaultRegistryTest, IdsAndMaxActive) {
   EXPECT_EQ("f-2", added_.id);
   EXPECT_FALSE(registry_.add(abortSpec(std::chrono::seconds(10)), 2, added_, error_));
   EXPECT_THAT(error_, HasSubstr("max_active (2)"));
-  EXPECT_TRUE(registry_.remove("f-1"));
+  FaultRule removed;
+  EXPECT_TRUE(registry_.remove("f-1", &removed));
+  EXPECT_EQ("f-1", removed.id);
   EXPECT_FALSE(registry_.remove("f-1"));
   ASSERT_TRUE(registry_.add(abortSpec(std::chrono::seconds(10)), 2, added_, error_));
   EXPECT_EQ("f-3", added_.id);  // ids are never reused
   EXPECT_THAT(registry_.toJson(), HasSubstr(R"("active":2)"));
   EXPECT_THAT(registry_.toJson(), HasSubstr(R"("id":"f-2")"));
+}
+
+TEST_F(FaultRegistryTest, MaxActiveZeroDisablesExperiments) {
+  EXPECT_FALSE(registry_.add(abortSpec(std::chrono::seconds(10)), 0, added_, error_));
+  EXPECT_THAT(error_, HasSubstr("disabled"));
+  EXPECT_THAT(registry_.toJson(), HasSubstr(R"("active":0)"));
 }
 
 TEST_F(FaultRegistryTest, ExpireRemovesOnlyWhatIsDue) {

@@ -708,11 +708,14 @@ int Server::deleteFault(const std::string& id, std::string& out) {
     w.beginObject().key("deleted").value(static_cast<uint64_t>(n)).key("active").value(0).endObject();
     return 200;
   }
-  if (!faults_.remove(id)) {
+  filters::fault::FaultRule removed;
+  if (!faults_.remove(id, &removed)) {
     w.beginObject().key("error").value("no fault experiment \"" + id + "\"").endObject();
     return 404;
   }
-  LEVEE_LOG(Admin, info, "audit: fault experiment {} deleted", id);
+  std::string before;
+  filters::fault::FaultRegistry::ruleToJson(before, removed, faults_.now());
+  LEVEE_LOG(Admin, info, "audit: fault experiment {} deleted (was {})", id, before);
   w.beginObject().key("deleted").value(id).endObject();
   return 200;
 }
