@@ -165,7 +165,7 @@ Policy parsePolicy(LoadContext& ctx, const Node& root) {
   }
   MapReader top(ctx, root, "", "policy",
                 {"version", "service", "admin", "probes", "listeners", "upstreams", "metrics",
-                 "access_log", "drain", "degradation"});
+                 "access_log", "drain", "degradation", "faults"});
   if (!top.ok()) {
     return policy;
   }
@@ -207,6 +207,9 @@ Policy parsePolicy(LoadContext& ctx, const Node& root) {
   }
   if (const Node* degradation = top.find("degradation")) {
     detail::parseDegradation(ctx, *degradation, policy.degradation);
+  }
+  if (const Node* faults = top.find("faults")) {
+    detail::parseFaults(ctx, *faults, policy.faults);
   }
   return policy;
 }

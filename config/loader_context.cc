@@ -13,10 +13,9 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 5> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 4> kNotSupportedYet{{
     {"policy", "companion", ""},
     {"listener", "tls", ""},
-    {"route", "fault", ""},
     {"upstream", "endpoints_from", ""},
     {"upstream", "protocol", "http2"},
 }};

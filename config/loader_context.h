@@ -226,6 +226,9 @@ void parseFallback(LoadContext& ctx, const Node& node, const std::string& path,
 
 // metrics.slo (loader_slo.cc).
 void parseSlo(LoadContext& ctx, const Node& node, const std::string& path, SloConfig& out);
+// Route `fault` and top-level `faults` (loader_fault.cc).
+void parseFault(LoadContext& ctx, const Node& node, const std::string& path, FaultConfig& out);
+void parseFaults(LoadContext& ctx, const Node& node, FaultsConfig& out);
 
 // A list of HTTP method tokens, stored upper-case, each once. An empty list is an error whose
 // message ends with `empty_hint` (what leaving the key out means).

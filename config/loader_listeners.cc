@@ -162,7 +162,8 @@ void checkPerTryTimeout(LoadContext& ctx, const Node& retry, const std::string& 
 
 void parseRoute(LoadContext& ctx, const Node& node, const std::string& path, Route& route) {
   MapReader r(ctx, node, path, "route",
-              {"name", "match", "upstream", "tier", "timeout", "retry", "rate_limit", "fallback"});
+              {"name", "match", "upstream", "tier", "timeout", "retry", "rate_limit", "fallback",
+               "fault"});
   if (!r.ok()) {
     return;
   }
@@ -189,6 +190,9 @@ void parseRoute(LoadContext& ctx, const Node& node, const std::string& path, Rou
   }
   if (const Node* fallback = r.find("fallback")) {
     parseFallback(ctx, *fallback, r.path("fallback"), route.upstream, route.fallback);
+  }
+  if (const Node* fault = r.find("fault")) {
+    parseFault(ctx, *fault, r.path("fault"), route.fault);
   }
 }
 

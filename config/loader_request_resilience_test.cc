@@ -23,41 +23,12 @@ using ::testing::IsEmpty;
 using test::errorsOf;
 using test::load;
 
-// Lines 1-8; the route keys given to withRoute start on line 9, column 9.
-constexpr std::string_view kHead = R"(version: 1
-service: svc
-listeners:
-  - name: in
-    address: 127.0.0.1:15006
-    routes:
-      - name: r
-        upstream: app
-)";
+using test::withRoute;
+constexpr auto& at = test::routeErrorAt;
 
-constexpr std::string_view kTail = R"(upstreams:
-  app:
-    endpoints: [{ address: 127.0.0.1:8080 }]
-)";
-
-std::string withRoute(std::string_view keys) {
-  return std::string(kHead) + std::string(keys) + std::string(kTail);
-}
-
-// `retry: <block>` on line 9: the block starts at column 16.
-std::vector<std::string> retryErrors(std::string_view block) {
-  return errorsOf(withRoute("        retry: " + std::string(block) + "\n"));
-}
-
-// `rate_limit: <block>` on line 9: the block starts at column 21.
-std::vector<std::string> rateLimitErrors(std::string_view block) {
-  return errorsOf(withRoute("        rate_limit: " + std::string(block) + "\n"));
-}
-
-// An error on line 9 (where retryErrors and rateLimitErrors put the block), under the route.
-std::string at(int column, std::string_view path, std::string_view message) {
-  return "p.yaml:9:" + std::to_string(column) + ": listeners[0].routes[0]." +
-         std::string(path) + ": " + std::string(message);
-}
+// Blocks on line 9: `retry: ` puts the block at column 16, `rate_limit: ` at column 21.
+std::vector<std::string> retryErrors(std::string_view b) { return test::routeBlockErrors("retry", b); }
+std::vector<std::string> rateLimitErrors(std::string_view b) { return test::routeBlockErrors("rate_limit", b); }
 
 TEST(LoaderRequestResilienceTest, FullBlocksFillEveryField) {
   const Policy p = load(withRoute(R"(        timeout: 5s
@@ -190,7 +161,7 @@ TEST(LoaderRequestResilienceTest, Defaults) {
   EXPECT_EQ(milliseconds(5000), budget_only.budget.ttl);
 }
 
-// DESIGN.md section 5's route, verbatim except `fallback` and `fault` (not supported yet).
+// DESIGN.md section 5's route, verbatim except `fallback` (not supported yet).
 TEST(LoaderRequestResilienceTest, DesignRouteExampleLoads) {
   const Policy p = load(withRoute(R"(        timeout: 3s                          # whole request, retries included
         retry:
@@ -208,6 +179,9 @@ TEST(LoaderRequestResilienceTest, DesignRouteExampleLoads) {
           burst: 200                         # bucket size
           key: client_ip                     # client_ip | header:NAME | route
           mode: enforce                      # enforce | shadow
+        fault:                               # usually set at run time through the admin API
+          delay: { percent: 10, duration: 2s }
+          abort: { percent: 5, status: 503 }
 )"));
   const Route& route = p.listeners.at(0).routes.at(0);
   EXPECT_EQ(2u, route.retry.max_retries);
@@ -218,6 +192,8 @@ TEST(LoaderRequestResilienceTest, DesignRouteExampleLoads) {
   EXPECT_EQ(3u, route.retry.budget.min_concurrency);
   EXPECT_DOUBLE_EQ(100.0, route.rate_limit.rate_per_second);
   EXPECT_EQ(200u, route.rate_limit.burst);
+  EXPECT_EQ(std::chrono::milliseconds(2000), route.fault.delay);
+  EXPECT_EQ(503, route.fault.abort_status);
 }
 
 TEST(LoaderRequestResilienceTest, RetryFieldErrors) {

@@ -163,6 +163,27 @@ struct FallbackConfig {
   bool operator==(const FallbackConfig&) const = default;
 };
 
+// Route `fault` (DESIGN section 5), also the fault of a run-time experiment (/admin/faults).
+// Each kind is off unless its block is present. Percentages are stored in parts per million
+// (percent 12.5 -> 125000), so 0 never fires and 1'000'000 always does.
+struct FaultConfig {
+  bool enabled{false};
+  uint32_t delay_ppm{0};
+  Duration delay{0};
+  uint32_t abort_ppm{0};
+  int abort_status{0};
+  uint32_t reset_ppm{0};  // close the downstream connection without a response
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const FaultConfig&) const = default;
+};
+
+// Top-level `faults`: limits of the run-time experiments (/admin/faults).
+struct FaultsConfig {
+  uint32_t max_active{10};       // experiments running at once; POST beyond -> 409
+  Duration default_ttl{300000};  // an experiment without "ttl" expires after this (5m)
+  Duration max_ttl{3600000};     // longest "ttl" accepted (1h)
+};
+
 struct Route {
   std::string name;
   RouteMatch match;
@@ -172,6 +193,7 @@ struct Route {
   RetryConfig retry;
   RateLimitConfig rate_limit;
   FallbackConfig fallback;
+  FaultConfig fault;
 };
 
 // Per-listener HTTP limits (not in DESIGN's example; documented in docs/policy.md).
@@ -374,6 +396,7 @@ struct Policy {
   AccessLogConfig access_log;
   DrainConfig drain;
   DegradationConfig degradation;
+  FaultsConfig faults;
 };
 
 using PolicyConstSharedPtr = std::shared_ptr<const Policy>;

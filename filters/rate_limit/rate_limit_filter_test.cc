@@ -5,6 +5,7 @@
 
 #include "proxy/http/header_map.h"
 #include "proxy/http/stream_info.h"
+#include "tests/mocks/http/mocks.h"
 
 namespace levee::filters::rate_limit {
 namespace {
@@ -15,25 +16,7 @@ using ::testing::Return;
 using ::testing::ReturnRef;
 using ::testing::StrictMock;
 
-class MockCallbacks : public http::DecoderFilterCallbacks {
-public:
-  MOCK_METHOD(event::Dispatcher&, dispatcher, (), (override));
-  MOCK_METHOD(const http::RequestHead&, requestHead, (), (const, override));
-  MOCK_METHOD(http::StreamInfo&, streamInfo, (), (override));
-  MOCK_METHOD(void, continueDecoding, (), (override));
-  MOCK_METHOD(void, sendLocalReply,
-              (int status, std::string_view reason, std::string_view detail, uint32_t retry_after_s,
-               std::string_view extra_headers),
-              (override));
-  MOCK_METHOD(void, encodeHeaders, (http::ResponseHead & head, bool end_stream), (override));
-  MOCK_METHOD(void, encode1xx, (http::ResponseHead & head), (override));
-  MOCK_METHOD(void, encodeData, (const char* data, size_t len, bool end_stream), (override));
-  MOCK_METHOD(void, switchToTunnel, (), (override));
-  MOCK_METHOD(void, encodeTunnelEof, (), (override));
-  MOCK_METHOD(void, resetStream, (), (override));
-  MOCK_METHOD(void, readDisable, (bool disable), (override));
-  MOCK_METHOD(bool, downstreamAboveHighWatermark, (), (const, override));
-};
+using MockCallbacks = http::MockDecoderFilterCallbacks;
 
 class RateLimitFilterTest : public ::testing::Test {
 protected:

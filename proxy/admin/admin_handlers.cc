@@ -142,6 +142,28 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     ctx.audit(req, r.status);
     return r;
   }
+  constexpr std::string_view kFaults = "/admin/faults";
+  if (p == kFaults || (p.starts_with(kFaults) && p[kFaults.size()] == '/')) {
+    std::string_view id = p.size() > kFaults.size() ? std::string_view(p).substr(kFaults.size() + 1) : "";
+    if (p != kFaults && (id.empty() || id.find('/') != std::string_view::npos)) {
+      return jsonError(404, "use /admin/faults or /admin/faults/{id}");
+    }
+    if (p == kFaults && isRead(req)) {
+      return json(200, ctx.faultsJson());
+    }
+    if (p == kFaults ? (req.method != "POST" && req.method != "DELETE") : req.method != "DELETE") {
+      return methodNotAllowed(p == kFaults ? "GET, HEAD, POST, DELETE" : "DELETE");
+    }
+    if (auto err = checkAuth(ctx, req)) {
+      ctx.audit(req, err->status);
+      return *err;
+    }
+    std::string body;
+    int status = req.method == "POST" ? ctx.createFault(req.body, body) : ctx.deleteFault(std::string(id), body);
+    AdminResponse r = json(status, std::move(body));
+    ctx.audit(req, r.status);
+    return r;
+  }
   if (p == "/admin/reload" || p == "/admin/drain") {
     if (req.method != "POST") {
       return methodNotAllowed("POST");

@@ -36,6 +36,18 @@ public:
   virtual int clearDegradation(std::string& body_json) { return setDegradation({}, body_json); }
   // GET /admin/sla: rolling availability, latency and error budgets per route.
   virtual std::string slaJson() = 0;
+  // Run-time fault experiments (/admin/faults). Each fills a JSON body and returns the HTTP
+  // status: create 201 (400 bad body, 409 max_active reached), delete 200 (404 unknown id);
+  // deleteFault("") is the kill switch (removes all). Defaults: not available in this context.
+  virtual std::string faultsJson() { return R"({"faults":[],"active":0})"; }
+  virtual int createFault(const std::string& /*body*/, std::string& body_json) {
+    body_json = R"({"error":"fault experiments are not available"})";
+    return 404;
+  }
+  virtual int deleteFault(const std::string& /*id*/, std::string& body_json) {
+    body_json = R"({"error":"fault experiments are not available"})";
+    return 404;
+  }
   // Audit trail of every mutation (who, what, outcome).
   virtual void audit(const AdminRequest& req, int status) = 0;
 };

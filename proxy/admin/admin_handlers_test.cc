@@ -36,6 +36,14 @@ public:
               (const std::string& upstream, const std::string& action, std::string& body_json), (override));
 };
 
+// With the fault experiment endpoints (AdminContext's defaults answer 404 "not available").
+class MockFaultAdminContext : public MockAdminContext {
+public:
+  MOCK_METHOD(std::string, faultsJson, (), (override));
+  MOCK_METHOD(int, createFault, (const std::string& body, std::string& body_json), (override));
+  MOCK_METHOD(int, deleteFault, (const std::string& id, std::string& body_json), (override));
+};
+
 AdminRequest req(std::string method, std::string path, std::string authorization = "") {
   AdminRequest r;
   r.method = std::move(method);
@@ -288,6 +296,35 @@ TEST(HandleAdminTest, EveryMutationAttemptIsAuditedOnce) {
   handleAdmin(ctx, req("GET", "/admin/config"));
   handleAdmin(ctx, req("GET", "/health/live"));
   EXPECT_EQ(expected, audits);
+}
+
+TEST(HandleAdminTest, FaultsRoutingAuthAndAudit) {
+  StrictMock<MockFaultAdminContext> ctx;
+  EXPECT_CALL(ctx, faultsJson()).WillOnce(Return(R"({"faults":[],"active":0})"));
+  EXPECT_EQ(200, handleAdmin(ctx, req("GET", "/admin/faults")).status);
+  EXPECT_EQ(405, handleAdmin(ctx, req("PUT", "/admin/faults")).status);
+  EXPECT_EQ(405, handleAdmin(ctx, req("GET", "/admin/faults/f-1")).status);
+  EXPECT_EQ(404, handleAdmin(ctx, req("DELETE", "/admin/faults/")).status);
+  EXPECT_EQ(404, handleAdmin(ctx, req("DELETE", "/admin/faults/a/b")).status);
+  EXPECT_EQ(404, handleAdmin(ctx, req("GET", "/admin/faultsx")).status);
+  // Mutations: token first (audited either way), then the context.
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("tok"));
+  EXPECT_CALL(ctx, audit(_, 401)).Times(2);
+  EXPECT_EQ(401, handleAdmin(ctx, req("POST", "/admin/faults")).status);
+  EXPECT_EQ(401, handleAdmin(ctx, req("DELETE", "/admin/faults", "Bearer nope")).status);
+  AdminRequest post = req("POST", "/admin/faults", "Bearer tok");
+  post.body = R"({"abort":{"percent":1,"status":503}})";
+  EXPECT_CALL(ctx, createFault(post.body, _))
+      .WillOnce(DoAll(SetArgReferee<1>(std::string(R"({"id":"f-1"})")), Return(201)));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::method, "POST"), 201));
+  AdminResponse created = handleAdmin(ctx, post);
+  EXPECT_EQ(201, created.status);
+  EXPECT_EQ("{\"id\":\"f-1\"}\n", created.body);
+  EXPECT_CALL(ctx, deleteFault("f-1", _)).WillOnce(Return(200));
+  EXPECT_CALL(ctx, deleteFault("", _)).WillOnce(Return(200));  // the kill switch
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::method, "DELETE"), 200)).Times(2);
+  EXPECT_EQ(200, handleAdmin(ctx, req("DELETE", "/admin/faults/f-1", "Bearer tok")).status);
+  EXPECT_EQ(200, handleAdmin(ctx, req("DELETE", "/admin/faults", "Bearer tok")).status);
 }
 
 TEST(JsonErrorTest, Format) {

@@ -60,10 +60,47 @@ public:
     if (done_ || filters_destroyed_) {
       return;
     }
-    for (auto& f : filters_) {
-      if (f->decodeData(data, len, end_stream) == FilterDataStatus::StopIterationNoBuffer) {
-        return;
+    // Filters after one still stopped in decodeHeaders (a fault delay) have not seen the head
+    // yet: the body is held for them until iteration resumes.
+    const size_t last = stopped_at_ == SIZE_MAX ? filters_.size() : stopped_at_ + 1;
+    if (deliverData(0, last, data, len, end_stream) && last < filters_.size() && !done_) {
+      held_body_.append(data, len);
+      held_end_ = held_end_ || end_stream;
+      if (held_body_.size() > kMaxHeldBody && !held_read_disabled_) {
+        held_read_disabled_ = true;
+        readDisable(true);
       }
+    }
+  }
+
+  // Filters [from, to) see the data in order; false when one of them consumed it.
+  bool deliverData(size_t from, size_t to, const char* data, size_t len, bool end_stream) {
+    for (size_t i = from; i < to && !done_; ++i) {
+      if (filters_[i]->decodeData(data, len, end_stream) == FilterDataStatus::StopIterationNoBuffer) {
+        return false;
+      }
+    }
+    return !done_;
+  }
+
+  // After iteration resumed at `from`: the held body goes to the filters that now saw the head.
+  void flushHeld(size_t from) {
+    if (done_ || (held_body_.empty() && !held_end_)) {
+      return;
+    }
+    const size_t last = stopped_at_ == SIZE_MAX ? filters_.size() : stopped_at_ + 1;
+    std::string body = std::move(held_body_);
+    held_body_.clear();
+    const bool end = held_end_;
+    held_end_ = false;
+    if (deliverData(from, last, body.data(), body.size(), end) && last < filters_.size()) {
+      held_body_ = std::move(body);  // still held for filters behind another stop
+      held_end_ = end;
+      return;
+    }
+    if (held_read_disabled_ && !done_) {
+      held_read_disabled_ = false;
+      readDisable(false);
     }
   }
 
@@ -85,7 +122,9 @@ public:
   StreamInfo& streamInfo() override { return info_; }
   void continueDecoding() override {
     if (stopped_at_ != SIZE_MAX) {
-      iterateHeaders(stopped_at_ + 1);
+      const size_t from = stopped_at_ + 1;
+      iterateHeaders(from);
+      flushHeld(from);
     }
   }
 
@@ -301,6 +340,11 @@ private:
   bool done_{false};
   bool filters_destroyed_{false};
   bool above_watermark_{false};
+  // Body bytes held for filters behind a stopped decodeHeaders (see decodeData).
+  static constexpr size_t kMaxHeldBody = 1024 * 1024;  // above: stop reading downstream
+  std::string held_body_;
+  bool held_end_{false};
+  bool held_read_disabled_{false};
 };
 
 // === impl ConnectionManager ===

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "config/fault_experiment.h"
 #include "config/loader.h"
 #include "proxy/common/json.h"
 #include "proxy/common/logger.h"
@@ -467,6 +468,7 @@ int Server::run() {
   for (uint32_t i = 0; i < concurrency_; ++i) {
     workers_.push_back(
         std::make_unique<Worker>(i + 1, store_, access_log_.get(), &sla_, degradation_state_.get()));
+    workers_.back()->setFaultRegistry(&faults_);
     workers_.back()->start(snapshot_, hosts_, std::move(fds[i]));
   }
   resolveDns();
@@ -480,6 +482,9 @@ int Server::run() {
   tick_timer_ = main_.createTimer([this] {
     for (auto& [name, shared] : snapshot_->upstreams) {
       shared->tick();
+    }
+    for (const std::string& id : faults_.expire()) {
+      LEVEE_LOG(Admin, info, "audit: fault experiment {} expired (ttl)", id);
     }
   });
   tick_timer_->enableRepeating(std::chrono::milliseconds(100));
@@ -776,6 +781,50 @@ void Server::configureSla() {
 }
 
 std::string Server::slaJson() { return sla_.reportJson(time_.monotonicTime()); }
+
+int Server::createFault(const std::string& body, std::string& out) {
+  json::Writer w(out);
+  auto spec = config::parseFaultExperiment(body, *snapshot_->policy);
+  if (!spec) {
+    w.beginObject().key("error").value(spec.error().front().toString()).key("errors").beginArray();
+    for (const auto& e : spec.error()) {
+      w.value(e.toString());
+    }
+    w.endArray().endObject();
+    return 400;
+  }
+  filters::fault::FaultRule rule;
+  std::string error;
+  if (!faults_.add(*spec, snapshot_->policy->faults.max_active, rule, error)) {
+    w.beginObject().key("error").value(error).endObject();
+    return 409;
+  }
+  std::string rule_json;
+  filters::fault::FaultRegistry::ruleToJson(rule_json, rule, faults_.now());
+  LEVEE_LOG(Admin, info, "audit: fault experiment {} started: {}", rule.id, rule_json);
+  w.beginObject().key("id").value(rule.id).key("fault").raw(rule_json).endObject();
+  return 201;
+}
+
+int Server::deleteFault(const std::string& id, std::string& out) {
+  json::Writer w(out);
+  if (id.empty()) {
+    size_t n = faults_.clear();
+    LEVEE_LOG(Admin, info, "audit: fault kill switch: {} experiment(s) removed", n);
+    w.beginObject().key("deleted").value(static_cast<uint64_t>(n)).key("active").value(0).endObject();
+    return 200;
+  }
+  filters::fault::FaultRule removed;
+  if (!faults_.remove(id, &removed)) {
+    w.beginObject().key("error").value("no fault experiment \"" + id + "\"").endObject();
+    return 404;
+  }
+  std::string before;
+  filters::fault::FaultRegistry::ruleToJson(before, removed, faults_.now());
+  LEVEE_LOG(Admin, info, "audit: fault experiment {} deleted (was {})", id, before);
+  w.beginObject().key("deleted").value(id).endObject();
+  return 200;
+}
 
 void Server::audit(const admin::AdminRequest& req, int status) {
   LEVEE_LOG(Admin, info, "audit: peer={} {} {} -> {}", req.peer, req.method, req.path, status);

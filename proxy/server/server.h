@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/policy.h"
+#include "filters/fault/fault_config.h"
 #include "proxy/admin/admin_handlers.h"
 #include "proxy/admin/admin_server.h"
 #include "proxy/event/dispatcher.h"
@@ -47,6 +48,9 @@ public:
   int setDegradation(std::string_view body, std::string& body_json) override;
   int clearDegradation(std::string& body_json) override;
   std::string slaJson() override;
+  std::string faultsJson() override { return faults_.toJson(); }
+  int createFault(const std::string& body, std::string& body_json) override;
+  int deleteFault(const std::string& id, std::string& body_json) override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
@@ -74,6 +78,7 @@ private:
   stats::SlaRegistry sla_;  // before workers_: they record into it
   // The degradation level workers read (before workers_, like sla_).
   std::unique_ptr<filters::degradation::DegradationState> degradation_state_;
+  filters::fault::FaultRegistry faults_{time_};  // run-time experiments, read by every worker
   std::unique_ptr<http::AccessLog> access_log_;
   SnapshotConstSharedPtr snapshot_;
   HostSetsConstSharedPtr hosts_;

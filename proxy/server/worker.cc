@@ -8,6 +8,7 @@
 #include "proxy/event/tcp_socket.h"
 #include "proxy/http/conn_manager.h"
 #include "filters/degradation/degradation_filter.h"
+#include "filters/fault/fault_filter.h"
 #include "filters/rate_limit/rate_limit_filter.h"
 #include "proxy/router/router_filter.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -227,8 +228,13 @@ public:
       info.route_stats = routeStats(*table_, *r);
       info.fallback_on = r->route->fallback.enabled ? r->route->fallback.on : 0;
     }
-    // fault -> degradation -> rate_limit -> router (DESIGN section 2). Degradation is only on
-    // the chain while a level is set.
+    // fault -> degradation -> rate_limit -> router (DESIGN section 2).
+    if (r != nullptr) {
+      if (auto fault = filters::fault::FaultFilter::create(*r->route, out.requestHead(), worker_.faults())) {
+        out.addDecoderFilter(std::move(fault));
+      }
+    }
+    // Degradation is only on the chain while a level is set.
     if (filters::degradation::DegradationState* deg = worker_.degradation()) {
       if (uint32_t level = deg->level(); level > 0) {
         out.addDecoderFilter(std::make_unique<filters::degradation::DegradationFilter>(

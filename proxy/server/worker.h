@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "filters/degradation/degradation_state.h"
+#include "filters/fault/fault_filter.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/http/access_log.h"
 #include "proxy/http/http1/codec_pool.h"
@@ -42,6 +43,10 @@ public:
          filters::degradation::DegradationState* degradation = nullptr);
   ~Worker();
 
+  // Before start(): the run-time fault experiments this worker reads (owned by the server).
+  void setFaultRegistry(const filters::fault::FaultRegistry* registry) {
+    faults_ = std::make_unique<filters::fault::WorkerFaults>(registry, store_, [this] { return rng_(); });
+  }
   // Starts the thread with the first snapshot and its listening sockets.
   void start(SnapshotConstSharedPtr snapshot, HostSetsConstSharedPtr hosts, std::vector<ListenerFd> fds);
   // Thread-safe. New snapshot: listeners whose key is unchanged keep their sockets and
@@ -69,6 +74,7 @@ public:
   void countLocalReply(std::string_view reason);
   http::http1::ServerCodecPool& codecPool() { return codec_pool_; }
   uint64_t random() { return rng_(); }
+  filters::fault::WorkerFaults& faults() { return *faults_; }
   void connectionOpened() { active_connections_.fetch_add(1, std::memory_order_relaxed); }
   void connectionClosed() { active_connections_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -93,6 +99,8 @@ private:
   std::atomic<uint64_t> active_connections_{0};
   http::http1::ServerCodecPool codec_pool_;
   std::mt19937_64 rng_{std::random_device{}()};
+  std::unique_ptr<filters::fault::WorkerFaults> faults_ =
+      std::make_unique<filters::fault::WorkerFaults>(nullptr, store_, [this] { return rng_(); });
   bool draining_{false};
 };
 
