@@ -13,12 +13,15 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 10> kNotSupportedYet{{
     {"policy", "degradation", ""},
-    {"policy", "companion", ""},
+    {"companion", "backup", ""},
+    {"lease", "backend", "etcd"},
+    {"lease", "endpoints", ""},
+    {"lease", "key", ""},
+    {"lease", "ttl", ""},
     {"listener", "tls", ""},
     {"route", "fault", ""},
-    {"upstream", "endpoints_from", ""},
     {"upstream", "protocol", "http2"},
     {"metrics", "slo", ""},
 }};
@@ -107,6 +110,12 @@ bool isToken(std::string_view s) {
   return std::ranges::all_of(s, [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
            std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+bool isMetricLabelSafe(std::string_view s) {
+  return !s.empty() && std::ranges::all_of(s, [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-';
   });
 }
 
