@@ -248,6 +248,7 @@ void Server::registerMetrics() {
                        [stale_stores](std::vector<std::pair<stats::Labels, double>>& out) { stale_stores(out, true); });
   store_.gaugeCallback("levee_fallback_stale_entries", "Responses held by a route's stale fallback store.",
                        [stale_stores](std::vector<std::pair<stats::Labels, double>>& out) { stale_stores(out, false); });
+  companion::failover::registerFailoverMetrics(store_, [this] { return failover_.get(); });
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
   });
@@ -308,7 +309,15 @@ void Server::rebuildHostSets() {
   auto sets = std::make_shared<HostSets>();
   for (const auto& [name, up] : snapshot_->policy->upstreams) {
     auto hs = std::make_shared<upstream::HostSet>();
-    for (const auto& ep : up.endpoints) {
+    // endpoints_from: the members the failover companion routes this role to now.
+    std::vector<config::Endpoint> from_failover;
+    if (up.endpoints_from.role != config::EndpointsFrom::Role::None && failover_) {
+      for (const auto& a : failover_->addressesFor(up.endpoints_from.role)) {
+        from_failover.push_back(config::Endpoint{a, 0, 1});
+      }
+    }
+    for (const auto& ep : up.endpoints_from.role == config::EndpointsFrom::Role::None ? up.endpoints
+                                                                                       : from_failover) {
       auto add = [&](const sockaddr_storage& ss) {
         auto h = std::make_shared<upstream::Host>();
         h->addr = ss;
@@ -448,6 +457,7 @@ int Server::run() {
     return 1;
   }
   dns_ = std::make_unique<event::DnsResolver>(main_);
+  syncFailover();
   rebuildHostSets();
   for (uint32_t i = 0; i < concurrency_; ++i) {
     workers_.push_back(std::make_unique<Worker>(i + 1, store_, access_log_.get()));
@@ -465,6 +475,7 @@ int Server::run() {
     for (auto& [name, shared] : snapshot_->upstreams) {
       shared->tick();
     }
+    std::erase_if(retired_failover_, [](const auto& f) { return f->idle(); });
   });
   tick_timer_->enableRepeating(std::chrono::milliseconds(100));
   restartHealthChecks();
@@ -499,6 +510,8 @@ int Server::run() {
   dns_timer_.reset();
   tick_timer_.reset();
   checkers_.clear();
+  failover_.reset();  // joins its worker threads (the loop has stopped)
+  retired_failover_.clear();
   drain_timer_.reset();
   drain_delay_timer_.reset();
   dns_.reset();
@@ -552,6 +565,7 @@ bool Server::reload(std::string& body_json) {
                             [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); },
                             [this](const config::Listener& l, const config::Route& r) { return fallbackStateFor(l, r); });
   loadToken();
+  syncFailover();
   rebuildHostSets();
   restartHealthChecks();
   for (uint32_t i = 0; i < workers_.size(); ++i) {
@@ -704,6 +718,40 @@ int Server::circuitBreakerAction(const std::string& upstream, const std::string&
   w.beginObject().key("upstream").value(upstream).key("action").value(action);
   w.key("before").value(before).key("after").value(common::toString(br->state())).endObject();
   return 200;
+}
+
+void Server::syncFailover() {
+  const config::PostgresFailoverConfig& c = snapshot_->policy->companion.failover_postgres;
+  if (failover_ && c.enabled && failover_->config() == c) {
+    return;  // unchanged: keep its view of the cluster
+  }
+  if (failover_) {
+    failover_->stop();
+    retired_failover_.push_back(std::move(failover_));
+  }
+  if (!c.enabled) {
+    return;
+  }
+  failover_ = std::make_unique<companion::failover::FailoverManager>(main_, c, store_, [this] {
+    if (started_ || !workers_.empty()) {
+      rebuildHostSets();
+    }
+  });
+  failover_->start();
+}
+
+int Server::failoverStatus(std::string& body) {
+  return failover_ ? (body = failover_->statusJson(), 200) : admin::AdminContext::failoverStatus(body);
+}
+
+int Server::failoverPromote(const std::string& request_body, std::string& body) {
+  return failover_ ? failover_->promote(request_body, body)
+                   : admin::AdminContext::failoverPromote(request_body, body);
+}
+
+int Server::failoverRoleHealth(std::string_view role, std::string_view query, std::string& body) {
+  return failover_ ? failover_->roleHealth(role, query, body)
+                   : admin::AdminContext::failoverRoleHealth(role, query, body);
 }
 
 void Server::audit(const admin::AdminRequest& req, int status) {
