@@ -334,6 +334,15 @@ class FailoverTest(h.LeveeTestCase):
         self.assertIsNone(s["last_failover"])
         m = lv.metrics_parsed()
         self.assertIn(("levee_db_replication_lag_bytes", frozenset({("member", "pg-1")})), m)
+        if os.access(h.PROMTOOL_BIN, os.X_OK):
+            p = subprocess.run([h.PROMTOOL_BIN, "check", "metrics"],
+                               input=lv.metrics_text().encode(), capture_output=True,
+                               timeout=h.deadline(30))
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        cfg = lv.admin("GET", "/admin/config").json()["policy"]
+        self.assertEqual(cfg["upstreams"]["pg-primary"]["endpoints_from"]["role"], "primary")
+        pg_cfg = cfg["companion"]["failover"]["postgres"]
+        self.assertEqual([x["dsn"] for x in pg_cfg["members"]], ["<redacted>", "<redacted>"])
 
         # Mutations need the token; a healthy primary needs force.
         r = lv.admin("POST", "/api/v1/failover/promote", body=b"{}")
