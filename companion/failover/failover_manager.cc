@@ -7,6 +7,7 @@
 #include "companion/failover/pg_client.h"
 #include "config/units.h"
 #include "proxy/common/json.h"
+#include "proxy/common/json_reader.h"
 #include "proxy/common/logger.h"
 
 namespace levee::companion::failover {
@@ -15,87 +16,37 @@ namespace {
 constexpr std::string_view kResults[] = {"success", "failed", "no_candidate", "no_lease",
                                          "auto_failover_off"};
 
-// The promote body: a flat JSON object with optional "member" (string) and "force" (bool).
-// Returns an error message, or empty.
+// The promote body: empty, or a JSON object with optional "member" (string) and "force"
+// (bool). Returns an error message, or empty.
 std::string parsePromoteBody(std::string_view body, std::string& member, bool& force) {
-  size_t i = 0;
-  auto ws = [&] {
-    while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) {
-      ++i;
-    }
-  };
-  auto str = [&](std::string& out) -> bool {
-    if (i >= body.size() || body[i] != '"') {
-      return false;
-    }
-    ++i;
-    while (i < body.size() && body[i] != '"') {
-      if (body[i] == '\\') {
-        return false;  // names never need escapes
-      }
-      out += body[i++];
-    }
-    if (i >= body.size()) {
-      return false;
-    }
-    ++i;
-    return true;
-  };
-  ws();
-  if (i == body.size()) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return "";  // no body: the best candidate
   }
-  if (body[i] != '{') {
-    return "expected a JSON object";
+  auto doc = json::parse(body);
+  if (!doc) {
+    return doc.error().message;
   }
-  ++i;
-  ws();
-  if (i < body.size() && body[i] == '}') {
-    ++i;
-  } else {
-    while (true) {
-      ws();
-      std::string key;
-      if (!str(key)) {
-        return "expected a quoted key";
+  const json::Object* obj = doc->object();
+  if (obj == nullptr) {
+    return "expected a JSON object, got " + std::string(json::typeName(*doc));
+  }
+  for (const auto& [key, value] : *obj) {
+    if (key == "member") {
+      const std::string* s = value.string();
+      if (s == nullptr || s->empty()) {
+        return "\"member\" must be a non-empty string";
       }
-      ws();
-      if (i >= body.size() || body[i] != ':') {
-        return "expected ':' after \"" + key + "\"";
+      member = *s;
+    } else if (key == "force") {
+      if (value.boolean() == nullptr) {
+        return "\"force\" must be true or false";
       }
-      ++i;
-      ws();
-      if (key == "member") {
-        if (!str(member) || member.empty()) {
-          return "\"member\" must be a non-empty string";
-        }
-      } else if (key == "force") {
-        if (body.substr(i, 4) == "true") {
-          force = true;
-          i += 4;
-        } else if (body.substr(i, 5) == "false") {
-          force = false;
-          i += 5;
-        } else {
-          return "\"force\" must be true or false";
-        }
-      } else {
-        return "unknown key \"" + key + "\" (expected member, force)";
-      }
-      ws();
-      if (i < body.size() && body[i] == ',') {
-        ++i;
-        continue;
-      }
-      if (i < body.size() && body[i] == '}') {
-        ++i;
-        break;
-      }
-      return "expected ',' or '}'";
+      force = *value.boolean();
+    } else {
+      return "unknown key \"" + key + "\" (expected member, force)";
     }
   }
-  ws();
-  return i == body.size() ? "" : "trailing characters after the object";
+  return "";
 }
 
 std::string refuseDetail(const std::string& code) {
