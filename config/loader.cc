@@ -27,12 +27,6 @@ using detail::quoteText;
 
 constexpr size_t kMaxPolicyFileBytes = 16 * 1024 * 1024;
 
-bool isMetricLabelSafe(std::string_view s) {
-  return !s.empty() && std::ranges::all_of(s, [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-';
-  });
-}
-
 // Reads `address` of the admin/probes block (absent: `address` keeps its default) and records it
 // for the conflict check (defaults have no location, line 0).
 void readBoundAddress(LoadContext& ctx, const MapReader& m, const std::string& owner,
@@ -165,7 +159,7 @@ Policy parsePolicy(LoadContext& ctx, const Node& root) {
   }
   MapReader top(ctx, root, "", "policy",
                 {"version", "service", "admin", "probes", "listeners", "upstreams", "metrics",
-                 "access_log", "drain", "degradation", "faults"});
+                 "access_log", "drain", "degradation", "faults", "companion"});
   if (!top.ok()) {
     return policy;
   }
@@ -182,7 +176,7 @@ Policy parsePolicy(LoadContext& ctx, const Node& root) {
   }
   if (const Node* service = top.require("service")) {
     if (detail::readString(ctx, *service, "service", policy.service) &&
-        !isMetricLabelSafe(policy.service)) {
+        !detail::isMetricLabelSafe(policy.service)) {
       ctx.error(*service, "service",
                 "must match [a-zA-Z0-9_.-]+ (it is a label on every metric), got " +
                     quoteText(policy.service));
@@ -210,6 +204,9 @@ Policy parsePolicy(LoadContext& ctx, const Node& root) {
   }
   if (const Node* faults = top.find("faults")) {
     detail::parseFaults(ctx, *faults, policy.faults);
+  }
+  if (const Node* companion = top.find("companion")) {
+    detail::parseCompanion(ctx, *companion, policy.companion);
   }
   return policy;
 }
@@ -303,6 +300,7 @@ std::expected<Policy, Errors> loadPolicyString(std::string_view yaml,
   Policy policy = parsePolicy(ctx, *root);
   const Node* upstreams = root->isMap() ? detail::findValue(*root, "upstreams") : nullptr;
   crossValidate(ctx, policy, upstreams == nullptr || upstreams->isMap());
+  detail::crossValidateCompanion(ctx, *root, policy);
   Errors errors = ctx.takeErrors();
   if (!errors.empty()) {
     return std::unexpected(std::move(errors));

@@ -13,10 +13,13 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 4> kNotSupportedYet{{
-    {"policy", "companion", ""},
+constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
+    {"companion", "backup", ""},
+    {"lease", "backend", "etcd"},
+    {"lease", "endpoints", ""},
+    {"lease", "key", ""},
+    {"lease", "ttl", ""},
     {"listener", "tls", ""},
-    {"upstream", "endpoints_from", ""},
     {"upstream", "protocol", "http2"},
 }};
 
@@ -104,6 +107,12 @@ bool isToken(std::string_view s) {
   return std::ranges::all_of(s, [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
            std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+bool isMetricLabelSafe(std::string_view s) {
+  return !s.empty() && std::ranges::all_of(s, [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-';
   });
 }
 

@@ -36,7 +36,8 @@ std::string closestMatch(std::string_view word, std::span<const std::string_view
 std::string childPath(std::string_view parent, std::string_view key);  // "a.b" (or "b")
 std::string indexPath(std::string_view parent, size_t index);          // "a[3]"
 std::string quoteText(std::string_view s);                             // "\"s\""
-bool isToken(std::string_view s);  // RFC 9110 token (method names, header and cookie names)
+bool isToken(std::string_view s);
+bool isMetricLabelSafe(std::string_view s);  // [a-zA-Z0-9_.-]+ (service, member names)  // RFC 9110 token (method names, header and cookie names)
 std::string toLower(std::string_view s);
 std::string toUpper(std::string_view s);
 
@@ -194,6 +195,16 @@ void parseListeners(LoadContext& ctx, const Node& node, const std::string& path,
                     std::vector<Listener>& out);
 void parseUpstreams(LoadContext& ctx, const Node& node, const std::string& path,
                     std::map<std::string, Upstream>& out);
+
+// The companion section and `endpoints_from` (loader_companion.cc). crossValidateCompanion
+// reports `endpoints_from` without a companion.failover.postgres section.
+void parseCompanion(LoadContext& ctx, const Node& node, CompanionConfig& out);
+void parseEndpointsFrom(LoadContext& ctx, const Node& node, const std::string& path,
+                        EndpointsFrom& out);
+void crossValidateCompanion(LoadContext& ctx, const Node& root, const Policy& policy);
+// host/hostaddr and port of a libpq keyword/value DSN, which must name one TCP address (an IP
+// literal). Returns the reason when it does not.
+std::optional<std::string> dsnTcpAddress(std::string_view dsn, SocketAddress& out);
 
 // The resilience blocks of one upstream (loader_resilience.cc). Each parses `node` (the value of
 // the key) into `out`; the caller has already checked that the block applies to the upstream.

@@ -561,7 +561,17 @@ TEST(LoaderTest, NotSupportedYetKeysAreRejected) {
     } else if (n.section == "upstream") {
       insertAfter("  app:\n", "    " + key + ": " + value + "\n");
       path = "upstreams.app." + key, line = 11, column = 5;
-    } else if (n.section == "metrics" || n.section == "probes") {
+    } else if (n.section == "lease") {
+      yaml += "companion:\n  failover:\n    postgres:\n      members: [ { name: a, dsn: "
+              "\"host=127.0.0.1\" }, { name: b, dsn: \"host=127.0.0.2\" } ]\n      lease:\n";
+      line = 18, column = 9;
+      if (key != "backend") {
+        yaml += "        backend: none\n";
+        ++line;
+      }
+      yaml += "        " + key + ": " + value + "\n";
+      path = "companion.failover.postgres.lease." + key;
+    } else if (n.section == "metrics" || n.section == "probes" || n.section == "companion") {
       yaml += std::string(n.section) + ":\n  " + key + ": " + value + "\n";
       path = std::string(n.section) + "." + key, line = 14, column = 3;
     } else {

@@ -120,20 +120,28 @@ void parseUpstream(LoadContext& ctx, const Node& node, const std::string& path,
   MapReader m(ctx, node, path, "upstream",
               {"endpoints", "protocol", "connect_timeout", "idle_timeout", "load_balancer",
                "hash_on", "limits", "circuit_breaker", "outlier_detection", "health_check",
-               "failover", "dns_refresh"});
+               "failover", "dns_refresh", "endpoints_from"});
   if (!m.ok()) {
     return;
-  }
-  if (m.find("endpoints_from") != nullptr && m.find("endpoints") == nullptr) {
-    // Already reported as not supported yet; a second "missing endpoints" would be noise.
-  } else if (const Node* endpoints = m.require("endpoints")) {
-    parseEndpoints(ctx, *endpoints, m.path("endpoints"), upstream.endpoints);
   }
   // Checks that depend on the protocol are skipped when it is wrong (its error is enough).
   const bool protocol_known =
       m.find("protocol") == nullptr ||
       m.choice("protocol", {{"http1", UpstreamProtocol::Http1}, {"tcp", UpstreamProtocol::Tcp}},
                upstream.protocol);
+  if (const Node* from = m.find("endpoints_from")) {
+    if (m.find("endpoints") != nullptr) {
+      ctx.error(*m.find("endpoints"), m.path("endpoints"),
+                "an upstream has either static endpoints or endpoints_from, not both");
+    } else if (protocol_known && upstream.protocol != UpstreamProtocol::Tcp) {
+      ctx.error(*from, m.path("endpoints_from"),
+                "endpoints_from applies to protocol: tcp upstreams (the L4 route to a database)");
+    } else {
+      parseEndpointsFrom(ctx, *from, m.path("endpoints_from"), upstream.endpoints_from);
+    }
+  } else if (const Node* endpoints = m.require("endpoints")) {
+    parseEndpoints(ctx, *endpoints, m.path("endpoints"), upstream.endpoints);
+  }
   m.duration("connect_timeout", upstream.connect_timeout);
   m.duration("idle_timeout", upstream.idle_timeout);
   parseLoadBalancing(ctx, m, protocol_known, upstream);

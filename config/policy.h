@@ -309,9 +309,19 @@ struct UpstreamLimits {
   bool operator==(const UpstreamLimits&) const = default;
 };
 
+// `endpoints_from: { failover: postgres, role: primary|replica }` (tcp upstreams): the endpoints
+// follow the companion's view of the PostgreSQL cluster instead of a static list.
+struct EndpointsFrom {
+  enum class Role { None, Primary, Replica };
+  Role role{Role::None};  // None: static `endpoints`
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const EndpointsFrom&) const = default;
+};
+
 struct Upstream {
   std::string name;
   std::vector<Endpoint> endpoints;
+  EndpointsFrom endpoints_from;
   UpstreamProtocol protocol{UpstreamProtocol::Http1};
   Duration connect_timeout{1000};
   Duration idle_timeout{60000};
@@ -383,6 +393,33 @@ struct DegradationConfig {
   bool operator==(const DegradationConfig&) const = default;
 };
 
+// `companion.failover.postgres` (DESIGN section 8; companion/README.md "Failover").
+struct FailoverMember {
+  std::string name;       // label value and API name ("pg-0")
+  std::string dsn;        // libpq keyword/value connection string
+  SocketAddress address;  // host/hostaddr and port of the DSN: where the L4 route connects
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const FailoverMember&) const = default;
+};
+
+struct PostgresFailoverConfig {
+  bool enabled{false};  // the section is present
+  std::vector<FailoverMember> members;
+  Duration check_interval{1000};
+  Duration check_timeout{1000};      // connect + queries of one check (and of pg_promote: 10x)
+  uint32_t failure_threshold{3};     // consecutive failed checks of the primary
+  uint64_t max_lag{16 * 1024 * 1024};  // WAL bytes behind the last known primary position
+  enum class LeaseBackend { None };
+  LeaseBackend lease_backend{LeaseBackend::None};
+  bool auto_failover{true};          // false: detect and report only, promote through the API
+  // Field-wise: decides what state a reload may keep.
+  bool operator==(const PostgresFailoverConfig&) const = default;
+};
+
+struct CompanionConfig {
+  PostgresFailoverConfig failover_postgres;
+};
+
 struct Policy {
   int version{1};
   std::string service;
@@ -397,6 +434,7 @@ struct Policy {
   DrainConfig drain;
   DegradationConfig degradation;
   FaultsConfig faults;
+  CompanionConfig companion;
 };
 
 using PolicyConstSharedPtr = std::shared_ptr<const Policy>;

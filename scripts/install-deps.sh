@@ -23,6 +23,7 @@ BUILD_PKGS=(
 )
 TEST_PKGS=(
   nginx-light haproxy wrk nghttp2-client curl procps iproute2 prometheus python3
+  postgresql-15 util-linux
 )
 RUNTIME_PKGS=(
   libuv1 libyaml-cpp0.7 libnghttp2-14 libssl3 libspdlog1.10 libfmt9 libpq5 libhiredis0.14

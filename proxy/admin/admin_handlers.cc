@@ -1,5 +1,6 @@
 #include "proxy/admin/admin_handlers.h"
 
+#include <functional>
 #include <optional>
 
 #include "proxy/common/json.h"
@@ -42,6 +43,21 @@ std::optional<AdminResponse> checkAuth(AdminContext& ctx, const AdminRequest& re
   return std::nullopt;
 }
 
+// A mutation answering JSON: refused without the token; `run` fills the body and returns the
+// status; every outcome is audited.
+AdminResponse authorizedJson(AdminContext& ctx, const AdminRequest& req,
+                             const std::function<int(std::string&)>& run) {
+  if (auto err = checkAuth(ctx, req)) {
+    ctx.audit(req, err->status);
+    return *err;
+  }
+  std::string body;
+  int status = run(body);
+  AdminResponse r = json(status, std::move(body));
+  ctx.audit(req, r.status);
+  return r;
+}
+
 }  // namespace
 
 bool constantTimeEquals(std::string_view a, std::string_view b) {
@@ -54,8 +70,29 @@ bool constantTimeEquals(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+int AdminContext::failoverStatus(std::string& body_json) {
+  body_json = R"j({"error":"failover is not configured (companion.failover.postgres)"})j";
+  return 404;
+}
+
+int AdminContext::failoverPromote(const std::string&, std::string& body_json) {
+  return failoverStatus(body_json);
+}
+
+int AdminContext::failoverRoleHealth(std::string_view, std::string_view, std::string& body_json) {
+  return failoverStatus(body_json);
+}
+
 AdminResponse handleProbe(AdminContext& ctx, const AdminRequest& req) {
   const std::string& p = req.path;
+  if (p == "/primary" || p == "/replica") {
+    if (!isRead(req)) {
+      return methodNotAllowed("GET, HEAD");
+    }
+    std::string body;
+    int status = ctx.failoverRoleHealth(std::string_view(p).substr(1), req.query, body);
+    return json(status, std::move(body));
+  }
   if (p != "/health/live" && p != "/health/ready" && p != "/health/startup" && p != "/metrics") {
     return jsonError(404, "not found");
   }
@@ -115,15 +152,9 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     if (req.method != "POST") {
       return methodNotAllowed("POST");
     }
-    if (auto err = checkAuth(ctx, req)) {
-      ctx.audit(req, err->status);
-      return *err;
-    }
-    std::string body;
-    int status = ctx.circuitBreakerAction(std::string(rest.substr(0, slash)), std::string(action), body);
-    AdminResponse r = json(status, std::move(body));
-    ctx.audit(req, r.status);
-    return r;
+    return authorizedJson(ctx, req, [&](std::string& body) {
+      return ctx.circuitBreakerAction(std::string(rest.substr(0, slash)), std::string(action), body);
+    });
   }
   if (p == "/admin/degradation") {
     if (isRead(req)) {
@@ -183,6 +214,20 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     }
     ctx.audit(req, r.status);
     return r;
+  }
+  if (p == "/api/v1/failover/status") {
+    if (!isRead(req)) {
+      return methodNotAllowed("GET, HEAD");
+    }
+    std::string body;
+    int status = ctx.failoverStatus(body);
+    return json(status, std::move(body));
+  }
+  if (p == "/api/v1/failover/promote") {
+    if (req.method != "POST") {
+      return methodNotAllowed("POST");
+    }
+    return authorizedJson(ctx, req, [&](std::string& body) { return ctx.failoverPromote(req.body, body); });
   }
   if (p.starts_with("/health/") || p == "/metrics") {
     return handleProbe(ctx, req);

@@ -50,6 +50,13 @@ public:
   }
   // Audit trail of every mutation (who, what, outcome).
   virtual void audit(const AdminRequest& req, int status) = 0;
+  // Companion failover (DESIGN section 7). Each returns the HTTP status and fills a JSON body;
+  // the defaults answer 404 "failover is not configured".
+  virtual int failoverStatus(std::string& body_json);
+  virtual int failoverPromote(const std::string& request_body, std::string& body_json);
+  // Probe listener: GET /primary, GET /replica?lag=16MB (Patroni style; see companion/README.md).
+  virtual int failoverRoleHealth(std::string_view role, std::string_view query,
+                                 std::string& body_json);
 };
 
 AdminResponse handleProbe(AdminContext& ctx, const AdminRequest& req);

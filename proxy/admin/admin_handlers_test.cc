@@ -327,6 +327,55 @@ TEST(HandleAdminTest, FaultsRoutingAuthAndAudit) {
   EXPECT_EQ(200, handleAdmin(ctx, req("DELETE", "/admin/faults", "Bearer tok")).status);
 }
 
+// Failover routes (companion): the context's defaults answer 404 when it is not configured.
+class FailoverContext : public MockAdminContext {
+public:
+  MOCK_METHOD(int, failoverStatus, (std::string & body_json), (override));
+  MOCK_METHOD(int, failoverPromote, (const std::string& request_body, std::string& body_json),
+              (override));
+  MOCK_METHOD(int, failoverRoleHealth,
+              (std::string_view role, std::string_view query, std::string& body_json), (override));
+};
+
+TEST(HandleFailoverTest, NotConfiguredIs404) {
+  StrictMock<MockAdminContext> ctx;
+  AdminResponse r = handleAdmin(ctx, req("GET", "/api/v1/failover/status"));
+  EXPECT_EQ(404, r.status);
+  EXPECT_THAT(r.body, HasSubstr("failover is not configured"));
+  EXPECT_EQ(404, handleProbe(ctx, req("GET", "/primary")).status);
+  EXPECT_EQ(404, handleProbe(ctx, req("GET", "/replica")).status);
+}
+
+TEST(HandleFailoverTest, PromoteNeedsTokenAndIsAudited) {
+  StrictMock<FailoverContext> ctx;
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("tok"));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/api/v1/failover/promote"), 401));
+  EXPECT_EQ(401, handleAdmin(ctx, req("POST", "/api/v1/failover/promote")).status);
+  AdminRequest ok = req("POST", "/api/v1/failover/promote", "Bearer tok");
+  ok.body = R"({"member":"pg-1"})";
+  EXPECT_CALL(ctx, failoverPromote(R"({"member":"pg-1"})", _))
+      .WillOnce(DoAll(SetArgReferee<1>(std::string(R"({"result":"promoting"})")), Return(202)));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/api/v1/failover/promote"), 202));
+  AdminResponse r = handleAdmin(ctx, ok);
+  EXPECT_EQ(202, r.status);
+  EXPECT_EQ("{\"result\":\"promoting\"}\n", r.body);
+  EXPECT_EQ(405, handleAdmin(ctx, req("GET", "/api/v1/failover/promote")).status);
+  EXPECT_EQ(405, handleAdmin(ctx, req("POST", "/api/v1/failover/status")).status);
+}
+
+TEST(HandleFailoverTest, RoleProbesPassRoleAndQuery) {
+  StrictMock<FailoverContext> ctx;
+  AdminRequest r = req("GET", "/replica");
+  r.query = "lag=16MB";
+  EXPECT_CALL(ctx, failoverRoleHealth(std::string_view("replica"), std::string_view("lag=16MB"), _))
+      .WillOnce(Return(503));
+  EXPECT_EQ(503, handleProbe(ctx, r).status);
+  EXPECT_CALL(ctx, failoverRoleHealth(std::string_view("primary"), std::string_view(""), _))
+      .WillOnce(Return(200));
+  EXPECT_EQ(200, handleProbe(ctx, req("HEAD", "/primary")).status);
+  EXPECT_EQ(405, handleProbe(ctx, req("POST", "/primary")).status);
+}
+
 TEST(JsonErrorTest, Format) {
   AdminResponse r = jsonError(418, "a \"quoted\" message");
   EXPECT_EQ(418, r.status);

@@ -10,7 +10,7 @@ namespace levee::log {
 namespace {
 
 constexpr std::array<const char*, static_cast<size_t>(Id::Count)> kNames = {
-    "main", "config", "conn", "http", "router", "upstream", "admin", "tcp"};
+    "main", "config", "conn", "http", "router", "upstream", "admin", "tcp", "companion"};
 
 std::once_flag g_once;
 std::array<std::shared_ptr<spdlog::logger>, static_cast<size_t>(Id::Count)> g_loggers;

@@ -8,7 +8,7 @@
 
 namespace levee::log {
 
-enum class Id { Main, Config, Conn, Http, Router, Upstream, Admin, Tcp, Count };
+enum class Id { Main, Config, Conn, Http, Router, Upstream, Admin, Tcp, Companion, Count };
 
 // Sets up the async stderr loggers. Safe to call more than once (later calls change the level).
 void initLogging(std::string_view level);

@@ -83,6 +83,10 @@ std::string policyToJson(const config::Policy& p) {
       w.key("weight").value(e.weight).endObject();
     }
     w.endArray();
+    if (u.endpoints_from.role != config::EndpointsFrom::Role::None) {
+      w.key("endpoints_from").beginObject().key("failover").value("postgres").key("role");
+      w.value(u.endpoints_from.role == config::EndpointsFrom::Role::Primary ? "primary" : "replica").endObject();
+    }
     w.key("connect_timeout_ms").value(ms(u.connect_timeout)).key("idle_timeout_ms").value(ms(u.idle_timeout));
     static constexpr const char* kLb[] = {"round_robin", "least_request", "random", "hash"};
     w.key("load_balancer").value(kLb[static_cast<int>(u.load_balancer)]);
@@ -93,6 +97,19 @@ std::string policyToJson(const config::Policy& p) {
   w.endObject();
   w.key("access_log").beginObject().key("path").value(p.access_log.path).key("format").value(p.access_log.format).endObject();
   w.key("drain").beginObject().key("delay_ms").value(ms(p.drain.delay)).key("grace_ms").value(ms(p.drain.grace)).endObject();
+  if (const auto& f = p.companion.failover_postgres; f.enabled) {
+    // DSNs may carry passwords: only the member addresses are shown.
+    w.key("companion").beginObject().key("failover").beginObject().key("postgres").beginObject();
+    w.key("members").beginArray();
+    for (const auto& m : f.members) {
+      w.beginObject().key("name").value(m.name).key("address").value(m.address.toString());
+      w.key("dsn").value("<redacted>").endObject();
+    }
+    w.endArray().key("check_interval_ms").value(ms(f.check_interval));
+    w.key("check_timeout_ms").value(ms(f.check_timeout)).key("failure_threshold").value(f.failure_threshold);
+    w.key("max_lag_bytes").value(f.max_lag).key("lease").beginObject().key("backend").value("none").endObject();
+    w.key("auto_failover").value(f.auto_failover).endObject().endObject().endObject();
+  }
   w.endObject();
   return out;
 }

@@ -262,6 +262,7 @@ void Server::registerMetrics() {
                          out.push_back({{}, static_cast<double>(degradation_->automaticLevel())});
                        });
   sla_.registerGauges(store_, time_);
+  companion::failover::registerFailoverMetrics(store_, [this] { return failover_.get(); });
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
   });
@@ -322,7 +323,15 @@ void Server::rebuildHostSets() {
   auto sets = std::make_shared<HostSets>();
   for (const auto& [name, up] : snapshot_->policy->upstreams) {
     auto hs = std::make_shared<upstream::HostSet>();
-    for (const auto& ep : up.endpoints) {
+    // endpoints_from: the members the failover companion routes this role to now.
+    std::vector<config::Endpoint> from_failover;
+    if (up.endpoints_from.role != config::EndpointsFrom::Role::None && failover_) {
+      for (const auto& a : failover_->addressesFor(up.endpoints_from.role)) {
+        from_failover.push_back(config::Endpoint{a, 0, 1});
+      }
+    }
+    for (const auto& ep : up.endpoints_from.role == config::EndpointsFrom::Role::None ? up.endpoints
+                                                                                       : from_failover) {
       auto add = [&](const sockaddr_storage& ss) {
         auto h = std::make_shared<upstream::Host>();
         h->addr = ss;
@@ -464,6 +473,7 @@ int Server::run() {
     return 1;
   }
   dns_ = std::make_unique<event::DnsResolver>(main_);
+  syncFailover();
   rebuildHostSets();
   for (uint32_t i = 0; i < concurrency_; ++i) {
     workers_.push_back(
@@ -486,6 +496,7 @@ int Server::run() {
     for (const std::string& id : faults_.expire()) {
       LEVEE_LOG(Admin, info, "audit: fault experiment {} expired (ttl)", id);
     }
+    std::erase_if(retired_failover_, [](const auto& f) { return f->idle(); });
   });
   tick_timer_->enableRepeating(std::chrono::milliseconds(100));
   // Degradation: TTL expiry and the automatic level, once a second.
@@ -523,6 +534,8 @@ int Server::run() {
   dns_timer_.reset();
   tick_timer_.reset();
   checkers_.clear();
+  failover_.reset();  // joins its worker threads (the loop has stopped)
+  retired_failover_.clear();
   drain_timer_.reset();
   drain_delay_timer_.reset();
   dns_.reset();
@@ -578,6 +591,7 @@ bool Server::reload(std::string& body_json) {
   loadToken();
   degradation_->configure(policy->degradation);
   configureSla();
+  syncFailover();
   rebuildHostSets();
   restartHealthChecks();
   for (uint32_t i = 0; i < workers_.size(); ++i) {
@@ -824,6 +838,40 @@ int Server::deleteFault(const std::string& id, std::string& out) {
   LEVEE_LOG(Admin, info, "audit: fault experiment {} deleted (was {})", id, before);
   w.beginObject().key("deleted").value(id).endObject();
   return 200;
+}
+
+void Server::syncFailover() {
+  const config::PostgresFailoverConfig& c = snapshot_->policy->companion.failover_postgres;
+  if (failover_ && c.enabled && failover_->config() == c) {
+    return;  // unchanged: keep its view of the cluster
+  }
+  if (failover_) {
+    failover_->stop();
+    retired_failover_.push_back(std::move(failover_));
+  }
+  if (!c.enabled) {
+    return;
+  }
+  failover_ = std::make_unique<companion::failover::FailoverManager>(main_, c, store_, [this] {
+    if (started_ || !workers_.empty()) {
+      rebuildHostSets();
+    }
+  });
+  failover_->start();
+}
+
+int Server::failoverStatus(std::string& body) {
+  return failover_ ? (body = failover_->statusJson(), 200) : admin::AdminContext::failoverStatus(body);
+}
+
+int Server::failoverPromote(const std::string& request_body, std::string& body) {
+  return failover_ ? failover_->promote(request_body, body)
+                   : admin::AdminContext::failoverPromote(request_body, body);
+}
+
+int Server::failoverRoleHealth(std::string_view role, std::string_view query, std::string& body) {
+  return failover_ ? failover_->roleHealth(role, query, body)
+                   : admin::AdminContext::failoverRoleHealth(role, query, body);
 }
 
 void Server::audit(const admin::AdminRequest& req, int status) {

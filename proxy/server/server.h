@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "companion/failover/failover_manager.h"
 #include "config/policy.h"
 #include "filters/fault/fault_config.h"
 #include "proxy/admin/admin_handlers.h"
@@ -51,6 +52,9 @@ public:
   std::string faultsJson() override { return faults_.toJson(); }
   int createFault(const std::string& body, std::string& body_json) override;
   int deleteFault(const std::string& id, std::string& body_json) override;
+  int failoverStatus(std::string& body) override;
+  int failoverPromote(const std::string& request_body, std::string& body) override;
+  int failoverRoleHealth(std::string_view role, std::string_view query, std::string& body) override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
@@ -68,6 +72,7 @@ private:
   void resolveDns();
   void onDrainTick();
   double openBreakerPercent() const;
+  void syncFailover();
   void shutdown();
 
   Options options_;
@@ -91,6 +96,9 @@ private:
   event::TimerPtr dns_timer_;
   event::TimerPtr tick_timer_;
   std::map<std::string, std::unique_ptr<upstream::HealthChecker>> checkers_;
+  std::unique_ptr<companion::failover::FailoverManager> failover_;  // companion.failover.postgres
+  // Replaced by a reload, destroyed once their threads are idle (never joined on the loop).
+  std::vector<std::unique_ptr<companion::failover::FailoverManager>> retired_failover_;
   // Per-route retry budgets and counters, keyed "listener|route", with the retry block they
   // were built for (reused across reloads while it is unchanged).
   std::map<std::string, std::pair<config::RetryConfig, router::RouteRetryStateSharedPtr>> retry_states_;

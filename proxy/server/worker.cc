@@ -140,6 +140,36 @@ public:
     }
   }
 
+  // endpoints_from (failover): sessions to a host that left the upstream's host set (a fenced
+  // or demoted member) are closed, so clients reconnect to the current member.
+  void closeSessionsToRemovedHosts() {
+    upstream::WorkerClusterSharedPtr cl = is_http_ ? nullptr : worker_.cluster(tcp_upstream_);
+    if (!cl || cl->config().endpoints_from.role == config::EndpointsFrom::Role::None) {
+      return;
+    }
+    std::vector<tcp::TcpProxySession*> stale;
+    for (auto& [raw, s] : tcp_sessions_) {
+      const upstream::Host* h = raw->host();
+      if (h == nullptr) {
+        continue;
+      }
+      bool present = false;
+      for (const auto& cur : cl->hosts()->hosts) {
+        present = present || cur->address == h->address;
+      }
+      if (!present) {
+        stale.push_back(raw);
+      }
+    }
+    if (!stale.empty()) {
+      LEVEE_LOG(Tcp, warn, "listener {}: closing {} session(s) to a member no longer routed", name_,
+                stale.size());
+    }
+    for (tcp::TcpProxySession* s : stale) {
+      s->close();  // erases itself from tcp_sessions_ (deferred delete)
+    }
+  }
+
   void drain() {
     listener_.reset();  // stop accepting
     std::vector<http::ConnectionManager*> conns;
@@ -483,6 +513,9 @@ void Worker::updateHosts(HostSetsConstSharedPtr hosts) {
       if (h != hosts_->end() && h->second != cl->health()) {
         cl->updateHosts(h->second);
       }
+    }
+    for (auto& [key, wl] : listeners_) {
+      wl->closeSessionsToRemovedHosts();
     }
   });
 }

@@ -43,6 +43,7 @@ void TcpProxySession::start() {
   });
   downstream_->setCallbacks(&down_side_);
   upstream::HostConstSharedPtr host = cluster_->chooseHost();
+  host_ = host;
   if (!host) {
     LEVEE_LOG(Tcp, debug, "tcp upstream {}: no endpoint", cluster_->name());
     close();

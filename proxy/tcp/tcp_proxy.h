@@ -27,6 +27,8 @@ public:
   void start();
   void close();
   bool closed() const { return closed_; }
+  // The upstream host this session connects to (nullptr before start() chose one).
+  const upstream::Host* host() const { return host_.get(); }
 
 private:
   // One direction of the pipe: reads from `from`, writes to `to`.
@@ -51,6 +53,7 @@ private:
   event::TcpSocketPtr downstream_;
   event::TcpSocketPtr upstream_;
   upstream::WorkerClusterSharedPtr cluster_;
+  upstream::HostConstSharedPtr host_;
   TcpProxyStats stats_;
   DoneCb done_;
   Side down_side_{*this, true};

@@ -1,0 +1,169 @@
+// companion.failover.postgres and endpoints_from (loader_companion.cc).
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/loader_context.h"
+#include "config/loader_test_util.h"
+
+namespace levee::config {
+namespace {
+
+using ::testing::ElementsAre;
+using test::errorsOf;
+using test::load;
+
+std::string policyWith(std::string_view companion, std::string_view from =
+                                                       "{ failover: postgres, role: primary }") {
+  return std::string(R"(version: 1
+service: svc
+listeners:
+  - { name: db, address: 127.0.0.1:15432, protocol: tcp, upstream: pg }
+upstreams:
+  pg: { protocol: tcp, endpoints_from: )") +
+         std::string(from) + " }\n" + std::string(companion);
+}
+
+constexpr std::string_view kCompanion = R"(companion:
+  failover:
+    postgres:
+      members:
+        - { name: pg-0, dsn: "host=127.0.0.1 port=5432 user=postgres" }
+        - { name: pg-1, dsn: "hostaddr=127.0.0.2 user='a b' port=5433" }
+      check_interval: 500ms
+      failure_threshold: 2
+      max_lag: 16MB
+      lease: { backend: none }
+)";
+
+TEST(LoaderCompanionTest, ParsesFailoverAndEndpointsFrom) {
+  Policy p = load(policyWith(kCompanion));
+  const PostgresFailoverConfig& f = p.companion.failover_postgres;
+  ASSERT_TRUE(f.enabled);
+  ASSERT_EQ(f.members.size(), 2u);
+  EXPECT_EQ(f.members[0].name, "pg-0");
+  EXPECT_EQ(f.members[0].address.toString(), "127.0.0.1:5432");
+  EXPECT_EQ(f.members[1].address.toString(), "127.0.0.2:5433");
+  EXPECT_EQ(f.check_interval.count(), 500);
+  EXPECT_EQ(f.check_timeout.count(), 1000);
+  EXPECT_EQ(f.failure_threshold, 2u);
+  EXPECT_EQ(f.max_lag, 16000000u);
+  EXPECT_TRUE(f.auto_failover);
+  EXPECT_EQ(p.upstreams.at("pg").endpoints_from.role, EndpointsFrom::Role::Primary);
+  EXPECT_TRUE(p.upstreams.at("pg").endpoints.empty());
+}
+
+TEST(LoaderCompanionTest, DefaultsAndReplicaRole) {
+  Policy p = load(policyWith(R"(companion:
+  failover:
+    postgres:
+      members:
+        - { name: a, dsn: "host=127.0.0.1" }
+        - { name: b, dsn: "host=127.0.0.1 port=5433" }
+)",
+                             "{ failover: postgres, role: replica }"));
+  const PostgresFailoverConfig& f = p.companion.failover_postgres;
+  EXPECT_EQ(f.check_interval.count(), 1000);
+  EXPECT_EQ(f.failure_threshold, 3u);
+  EXPECT_EQ(f.max_lag, 16u * 1024 * 1024);
+  EXPECT_EQ(f.members[0].address.port, 5432);
+  EXPECT_EQ(p.upstreams.at("pg").endpoints_from.role, EndpointsFrom::Role::Replica);
+}
+
+TEST(LoaderCompanionTest, ErrorsCarryLocationAndPath) {
+  EXPECT_THAT(errorsOf(policyWith(R"(companion:
+  failover:
+    postgres:
+      members:
+        - { name: "bad name", dsn: "host=/var/run/postgresql" }
+        - { name: b, dsn: "user=x" }
+      failure_threshold: 0
+      max_lag: 16 parsecs
+      lease: { backend: etcd }
+      check_intervall: 1s
+)")),
+              ElementsAre(
+                  "p.yaml:11:19: companion.failover.postgres.members[0].name: must match "
+                  "[a-zA-Z0-9_.-]+ (it is a metric label), got \"bad name\"",
+                  "p.yaml:11:36: companion.failover.postgres.members[0].dsn: the DSN host "
+                  "\"/var/run/postgresql\" is a Unix socket; the L4 route needs a TCP address",
+                  "p.yaml:12:27: companion.failover.postgres.members[1].dsn: the DSN needs host= "
+                  "(or hostaddr=) with an IP address: the L4 route connects there",
+                  "p.yaml:13:26: companion.failover.postgres.failure_threshold: expected an "
+                  "integer in [1,100], got \"0\"",
+                  "p.yaml:14:16: companion.failover.postgres.max_lag: invalid size \"16 "
+                  "parsecs\": unknown unit \" parsecs\" (use B, KB, MB, GB, TB, KiB, MiB, GiB or "
+                  "TiB)",
+                  "p.yaml:15:25: companion.failover.postgres.lease.backend: backend \"etcd\" is "
+                  "not supported yet by this build (supported: none)",
+                  "p.yaml:16:7: companion.failover.postgres.check_intervall: unknown key "
+                  "\"check_intervall\" (did you mean \"check_interval\"?)"));
+}
+
+TEST(LoaderCompanionTest, DuplicateMembersAndTooFew) {
+  EXPECT_THAT(errorsOf(policyWith(R"(companion:
+  failover:
+    postgres:
+      members:
+        - { name: a, dsn: "host=127.0.0.1" }
+        - { name: a, dsn: "host=127.0.0.2" }
+        - { name: c, dsn: "host=127.0.0.1 port=5432" }
+)")),
+              ElementsAre("p.yaml:12:19: companion.failover.postgres.members[1].name: duplicate "
+                          "member name \"a\" (first listed at companion.failover.postgres."
+                          "members[0])",
+                          "p.yaml:13:27: companion.failover.postgres.members[2].dsn: member "
+                          "address 127.0.0.1:5432 is also companion.failover.postgres.members[0]'s"));
+  EXPECT_THAT(errorsOf(policyWith(R"(companion:
+  failover:
+    postgres:
+      members: [ { name: a, dsn: "host=127.0.0.1" } ]
+)")),
+              ElementsAre("p.yaml:10:16: companion.failover.postgres.members: failover needs at "
+                          "least two members (a primary and a replica)"));
+}
+
+TEST(LoaderCompanionTest, EndpointsFromNeedsTcpAndCompanion) {
+  EXPECT_THAT(errorsOf(policyWith("", "{ failover: postgres, role: primary }")),
+              ElementsAre("p.yaml:6:40: upstreams.pg.endpoints_from: endpoints_from: { failover: "
+                          "postgres } needs a companion.failover.postgres section (the members "
+                          "it follows)"));
+  EXPECT_THAT(errorsOf(policyWith(kCompanion, "{ failover: mysql, role: leader }")),
+              ElementsAre("p.yaml:6:52: upstreams.pg.endpoints_from.failover: expected one of "
+                          "postgres, got \"mysql\"",
+                          "p.yaml:6:65: upstreams.pg.endpoints_from.role: expected one of "
+                          "primary, replica, got \"leader\""));
+  EXPECT_THAT(errorsOf(R"(version: 1
+service: svc
+listeners:
+  - { name: db, address: 127.0.0.1:15432, protocol: tcp, upstream: pg }
+upstreams:
+  pg: { protocol: tcp, endpoints: [ { address: 127.0.0.1:1 } ], endpoints_from: { failover: postgres, role: primary } }
+)" + std::string(kCompanion)),
+              ElementsAre("p.yaml:6:35: upstreams.pg.endpoints: an upstream has either static "
+                          "endpoints or endpoints_from, not both"));
+}
+
+TEST(LoaderCompanionTest, BackupStaysNotSupportedHere) {
+  EXPECT_THAT(errorsOf(policyWith("companion:\n  backup: { dir: /tmp }\n" +
+                                  std::string(kCompanion).substr(11))),
+              ElementsAre("p.yaml:8:3: companion.backup: \"backup\" is not supported yet by this "
+                          "build"));
+}
+
+TEST(DsnTcpAddressTest, KeywordValueForms) {
+  SocketAddress a;
+  EXPECT_EQ(detail::dsnTcpAddress("host=10.0.0.1 port=6432 password='x y\\'z'", a), std::nullopt);
+  EXPECT_EQ(a.toString(), "10.0.0.1:6432");
+  EXPECT_EQ(detail::dsnTcpAddress("host = ::1", a), std::nullopt);
+  EXPECT_EQ(a.port, 5432);
+  EXPECT_TRUE(detail::dsnTcpAddress("host=db.svc", a).has_value());
+  EXPECT_TRUE(detail::dsnTcpAddress("host=a,b", a).has_value());
+  EXPECT_TRUE(detail::dsnTcpAddress("postgresql://127.0.0.1/db", a).has_value());
+  EXPECT_TRUE(detail::dsnTcpAddress("host='127.0.0.1", a).has_value());
+}
+
+}  // namespace
+}  // namespace levee::config
