@@ -100,6 +100,7 @@ public:
     header_timeout_ = l.limits.header_timeout;
     idle_timeout_ = l.limits.idle_timeout;
     trust_forwarded_ = l.trust_forwarded;
+    inbound_ = l.direction == config::ListenerDirection::Inbound;
     table_ = snap->route_tables[index];
     tcp_upstream_ = l.upstream;
     route_stats_.clear();
@@ -128,8 +129,12 @@ public:
     }
   }
 
+  bool inbound() const { return inbound_; }
+
+  // Stops accepting and lets the connections finish: idle ones close now, busy ones after
+  // their current response (which carries Connection: close).
   void drain() {
-    listener_.reset();  // stop accepting
+    listener_.reset();
     std::vector<http::ConnectionManager*> conns;
     for (auto& [ptr, cm] : http_conns_) {
       conns.push_back(ptr);
@@ -139,6 +144,12 @@ public:
     }
   }
 
+  // Removed from the policy by a reload.
+  void retire() {
+    retired_ = true;
+    drain();
+  }
+
   // ConnectionManagerConfig
   std::string_view listenerName() const override { return name_; }
   const http::http1::CodecLimits& codecLimits() const override { return limits_; }
@@ -146,7 +157,11 @@ public:
   std::chrono::milliseconds idleTimeout() const override { return idle_timeout_; }
   bool trustForwarded() const override { return trust_forwarded_; }
   http::FilterChainFactory& filterChainFactory() override { return *this; }
-  bool draining() const override { return worker_.draining(); }
+  // Connection: close on the next response: the listener left the policy, or the process
+  // drains and this listener is inbound (outbound ones serve normally until exit).
+  bool draining() const override {
+    return retired_ || (inbound_ && worker_.drainPhase() != Worker::DrainPhase::None);
+  }
   void onLocalReply(std::string_view reason) override { worker_.countLocalReply(reason); }
   http::http1::ServerCodecPool& codecPool() override { return worker_.codecPool(); }
 
@@ -259,7 +274,7 @@ private:
   }
 
   void onAccept(event::TcpSocketPtr socket) {
-    if (worker_.draining()) {
+    if (retired_ || (inbound_ && worker_.drainPhase() == Worker::DrainPhase::StopAccepting)) {
       socket->close();
       return;
     }
@@ -299,6 +314,8 @@ private:
   std::string key_;
   std::string name_;
   bool is_http_{true};
+  bool inbound_{true};
+  bool retired_{false};
   http::http1::CodecLimits limits_;
   std::chrono::milliseconds header_timeout_{10000};
   std::chrono::milliseconds idle_timeout_{300000};
@@ -384,10 +401,15 @@ void Worker::applyOnThread(SnapshotConstSharedPtr snapshot, std::vector<Listener
       }
     }
     wl->configure(snapshot_, i);
-    if (draining_) {
-      wl->drain();
+    if (wl->inbound() && drain_phase_ == DrainPhase::StopAccepting) {
+      wl->drain();  // added (or turned inbound) by a reload while draining
     }
     next.emplace(key, std::move(wl));
+  }
+  if (first_apply_) {
+    first_apply_ = false;
+    // Readiness needs every listener of the first policy accepting on every worker.
+    listening_.store(next.size() == ls.size(), std::memory_order_release);
   }
   for (auto& f : fds) {
     if (f.fd >= 0) {
@@ -396,8 +418,8 @@ void Worker::applyOnThread(SnapshotConstSharedPtr snapshot, std::vector<Listener
   }
   // Listeners gone from the policy: stop accepting, let their connections finish.
   for (auto& [key, wl] : listeners_) {
-    wl->drain();
-    (void)key;
+    LEVEE_LOG(Main, debug, "worker {}: listener {} closed by reload", index_, key);
+    wl->retire();
     retired_listeners_.push_back(std::move(wl));
   }
   listeners_ = std::move(next);
@@ -462,15 +484,22 @@ void Worker::countLocalReply(std::string_view reason) {
   it->second->inc();
 }
 
-void Worker::drain() {
-  dispatcher_.post([this] {
-    draining_ = true;
+void Worker::drain(DrainPhase phase) {
+  dispatcher_.post([this, phase] {
+    if (phase <= drain_phase_) {
+      return;
+    }
+    drain_phase_ = phase;
+    if (phase != DrainPhase::StopAccepting) {
+      return;
+    }
     for (auto& [key, wl] : listeners_) {
-      wl->drain();
+      if (wl->inbound()) {
+        wl->drain();
+      }
     }
-    for (auto& [name, cl] : clusters_) {
-      cl->drain();
-    }
+    // Upstream pools stay as they are: outbound listeners still use them, and inbound
+    // requests in flight finish on them; everything closes at exit.
   });
 }
 

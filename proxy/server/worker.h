@@ -44,8 +44,17 @@ public:
   void applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerFd> fds);
   // Thread-safe. DNS answers changed.
   void updateHosts(HostSetsConstSharedPtr hosts);
-  // Thread-safe. Stop accepting, close idle connections, Connection: close on the rest.
-  void drain();
+  // Lifecycle phases (DESIGN section 10). Only inbound listeners drain; outbound ones keep
+  // serving normally until the process exits.
+  enum class DrainPhase {
+    None,
+    CloseAfterResponse,  // inbound responses carry Connection: close; still accepting
+    StopAccepting,       // inbound listeners closed, idle inbound connections closed
+  };
+  // Thread-safe. Moves to `phase` (never back).
+  void drain(DrainPhase phase);
+  // Thread-safe. True once the first snapshot's listeners all accept on this worker.
+  bool listening() const { return listening_.load(std::memory_order_acquire); }
   // Thread-safe. Close everything and leave the loop; join() afterwards.
   void stop();
   void join();
@@ -58,7 +67,7 @@ public:
   http::AccessLog* accessLog() { return access_log_; }
   const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
   upstream::WorkerClusterSharedPtr cluster(const std::string& name);
-  bool draining() const { return draining_; }
+  DrainPhase drainPhase() const { return drain_phase_; }
   void countLocalReply(std::string_view reason);
   http::http1::ServerCodecPool& codecPool() { return codec_pool_; }
   uint64_t random() { return rng_(); }
@@ -84,7 +93,9 @@ private:
   std::atomic<uint64_t> active_connections_{0};
   http::http1::ServerCodecPool codec_pool_;
   std::mt19937_64 rng_{std::random_device{}()};
-  bool draining_{false};
+  DrainPhase drain_phase_{DrainPhase::None};
+  std::atomic<bool> listening_{false};
+  bool first_apply_{true};
 };
 
 }  // namespace levee::server
