@@ -144,6 +144,8 @@ public:
     }
   }
 
+  bool hasConnections() const { return !http_conns_.empty() || !tcp_sessions_.empty(); }
+
   // Removed from the policy by a reload.
   void retire() {
     retired_ = true;
@@ -416,6 +418,15 @@ void Worker::applyOnThread(SnapshotConstSharedPtr snapshot, std::vector<Listener
       ::close(f.fd);
     }
   }
+  // Listeners retired by earlier reloads whose connections are all gone are freed (deferred:
+  // a connection closed in this loop iteration may still be waiting for its own deletion).
+  std::erase_if(retired_listeners_, [this](std::unique_ptr<WorkerListener>& wl) {
+    if (wl->hasConnections()) {
+      return false;
+    }
+    dispatcher_.deferredDeleteAny(std::move(wl));
+    return true;
+  });
   // Listeners gone from the policy: stop accepting, let their connections finish.
   for (auto& [key, wl] : listeners_) {
     LEVEE_LOG(Main, debug, "worker {}: listener {} closed by reload", index_, key);
