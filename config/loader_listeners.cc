@@ -248,7 +248,8 @@ void parseHttpLimits(LoadContext& ctx, const Node& node, const std::string& path
 void parseListener(LoadContext& ctx, const Node& node, const std::string& path,
                    Listener& listener) {
   MapReader r(ctx, node, path, "listener",
-              {"name", "address", "protocol", "routes", "upstream", "limits", "trust_forwarded"});
+              {"name", "address", "protocol", "direction", "routes", "upstream", "limits",
+               "trust_forwarded"});
   if (!r.ok()) {
     return;
   }
@@ -260,6 +261,11 @@ void parseListener(LoadContext& ctx, const Node& node, const std::string& path,
       ctx.addBoundAddress(BoundAddress{listener.address, "listener " + quoteText(listener.name),
                                        address->line, address->column, r.path("address")});
     }
+  }
+  if (r.find("direction") != nullptr) {
+    r.choice("direction",
+             {{"inbound", ListenerDirection::Inbound}, {"outbound", ListenerDirection::Outbound}},
+             listener.direction);
   }
   if (r.find("protocol") != nullptr &&
       !r.choice("protocol", {{"http", ListenerProtocol::Http}, {"tcp", ListenerProtocol::Tcp}},

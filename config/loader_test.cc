@@ -444,6 +444,32 @@ upstreams:
           "mean \"tcp\"?)"));
 }
 
+TEST(LoaderTest, ListenerDirection) {
+  auto ok = load(R"(version: 1
+service: svc
+listeners:
+  - { name: in, address: 127.0.0.1:1001, routes: [ { name: r, upstream: app } ] }
+  - { name: out, address: 127.0.0.1:1002, direction: outbound, routes: [ { name: r, upstream: app } ] }
+  - { name: db, address: 127.0.0.1:1003, protocol: tcp, direction: inbound, upstream: pg }
+upstreams:
+  app: { endpoints: [ { address: 127.0.0.1:8080 } ] }
+  pg: { protocol: tcp, endpoints: [ { address: 127.0.0.1:5432 } ] }
+)");
+  ASSERT_EQ(3u, ok.listeners.size());
+  EXPECT_EQ(ListenerDirection::Inbound, ok.listeners[0].direction);  // the default
+  EXPECT_EQ(ListenerDirection::Outbound, ok.listeners[1].direction);
+  EXPECT_EQ(ListenerDirection::Inbound, ok.listeners[2].direction);
+  EXPECT_THAT(errorsOf(R"(version: 1
+service: svc
+listeners:
+  - { name: in, address: 127.0.0.1:1001, direction: egress, routes: [ { name: r, upstream: app } ] }
+upstreams:
+  app: { endpoints: [ { address: 127.0.0.1:8080 } ] }
+)"),
+              ElementsAre("p.yaml:4:53: listeners[0].direction: expected one of inbound, outbound, got "
+                          "\"egress\""));
+}
+
 TEST(LoaderTest, ListenerNamesAndAddresses) {
   const std::string_view yaml = R"(version: 1
 service: svc

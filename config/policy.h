@@ -38,6 +38,9 @@ struct ProbesConfig {
 };
 
 enum class ListenerProtocol { Http, Tcp };
+// Traffic direction (lifecycle, DESIGN section 10): inbound listeners drain on SIGTERM,
+// outbound listeners (the app's egress) keep serving until the grace period ends.
+enum class ListenerDirection { Inbound, Outbound };
 
 struct HeaderMatch {
   std::string name;   // lower-cased
@@ -209,6 +212,7 @@ struct Listener {
   std::string name;
   SocketAddress address;
   ListenerProtocol protocol{ListenerProtocol::Http};
+  ListenerDirection direction{ListenerDirection::Inbound};
   HttpLimits limits;
   std::vector<Route> routes;  // http
   std::string upstream;       // tcp

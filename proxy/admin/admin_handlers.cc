@@ -3,7 +3,9 @@
 #include <functional>
 #include <optional>
 
+#include "config/units.h"
 #include "proxy/common/json.h"
+#include "proxy/common/json_reader.h"
 
 namespace levee::admin {
 namespace {
@@ -43,19 +45,86 @@ std::optional<AdminResponse> checkAuth(AdminContext& ctx, const AdminRequest& re
   return std::nullopt;
 }
 
-// A mutation answering JSON: refused without the token; `run` fills the body and returns the
+// The gate every mutation passes: authorization (401/403), then body size (413). A refusal is
+// audited here; the caller audits the outcome otherwise.
+std::optional<AdminResponse> gateMutation(AdminContext& ctx, const AdminRequest& req) {
+  std::optional<AdminResponse> err = checkAuth(ctx, req);
+  if (!err && req.body_too_large) {
+    err = jsonError(413, "request body larger than " + std::to_string(AdminServer::kMaxBody) + " bytes");
+  }
+  if (err) {
+    ctx.audit(req, err->status, err->body);
+  }
+  return err;
+}
+
+AdminResponse audited(AdminContext& ctx, const AdminRequest& req, AdminResponse r) {
+  ctx.audit(req, r.status, r.body);
+  return r;
+}
+
+bool blankBody(std::string_view body) { return body.find_first_not_of(" \t\r\n") == std::string_view::npos; }
+
+// Endpoints without parameters accept an empty body or an empty JSON object.
+std::optional<AdminResponse> expectNoBody(const AdminRequest& req) {
+  if (blankBody(req.body)) {
+    return std::nullopt;
+  }
+  auto v = json::parse(req.body);
+  if (!v) {
+    return jsonError(400, v.error().message);
+  }
+  if (v->object() == nullptr || !v->object()->empty()) {
+    return jsonError(400, req.path + " takes no parameters (send no body or {})");
+  }
+  return std::nullopt;
+}
+
+// {"delay":"DUR","grace":"DUR"}, both optional; an empty body means the policy's drain block.
+std::optional<AdminResponse> parseDrainBody(const AdminRequest& req, DrainRequest& out) {
+  if (blankBody(req.body)) {
+    return std::nullopt;
+  }
+  auto v = json::parse(req.body);
+  if (!v) {
+    return jsonError(400, v.error().message);
+  }
+  const json::Object* o = v->object();
+  if (o == nullptr) {
+    return jsonError(400, "expected a JSON object, got " + std::string(json::typeName(*v)));
+  }
+  for (const auto& [key, value] : *o) {
+    std::optional<std::chrono::milliseconds>* slot = key == "delay" ? &out.delay : key == "grace" ? &out.grace : nullptr;
+    if (slot == nullptr) {
+      return jsonError(400, "unknown key \"" + key + "\" (expected delay, grace)");
+    }
+    const std::string* text = value.string();
+    if (text == nullptr) {
+      return jsonError(400, key + ": expected a duration string such as \"5s\", got " +
+                                std::string(json::typeName(value)));
+    }
+    auto d = config::parseDuration(*text);
+    if (!d) {
+      return jsonError(400, key + ": " + d.error().message);
+    }
+    *slot = *d;
+  }
+  if (out.delay && out.grace && *out.delay > *out.grace) {
+    return jsonError(400, "delay must not exceed grace");
+  }
+  return std::nullopt;
+}
+
+// A mutation answering JSON: the gate (auth, size), then `run` fills the body and returns the
 // status; every outcome is audited.
 AdminResponse authorizedJson(AdminContext& ctx, const AdminRequest& req,
                              const std::function<int(std::string&)>& run) {
-  if (auto err = checkAuth(ctx, req)) {
-    ctx.audit(req, err->status);
+  if (auto err = gateMutation(ctx, req)) {
     return *err;
   }
   std::string body;
   int status = run(body);
-  AdminResponse r = json(status, std::move(body));
-  ctx.audit(req, r.status);
-  return r;
+  return audited(ctx, req, json(status, std::move(body)));
 }
 
 }  // namespace
@@ -99,6 +168,9 @@ AdminResponse handleProbe(AdminContext& ctx, const AdminRequest& req) {
   if (!isRead(req)) {
     return methodNotAllowed("GET, HEAD");
   }
+  if (req.body_too_large) {
+    return jsonError(413, "request body too large");
+  }
   if (p == "/health/live") {
     return json(200, R"({"status":"live"})");
   }
@@ -122,23 +194,17 @@ AdminResponse handleProbe(AdminContext& ctx, const AdminRequest& req) {
 
 AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
   const std::string& p = req.path;
-  if (p == "/admin/config" || p == "/admin/clusters") {
+  if (p == "/admin/config" || p == "/admin/clusters" || p == "/admin/circuit-breakers" || p == "/admin/sla") {
     if (!isRead(req)) {
       return methodNotAllowed("GET, HEAD");
     }
-    return json(200, p == "/admin/config" ? ctx.configJson() : ctx.clustersJson());
-  }
-  if (p == "/admin/circuit-breakers") {
-    if (!isRead(req)) {
-      return methodNotAllowed("GET, HEAD");
+    if (req.body_too_large) {
+      return jsonError(413, "request body too large");
     }
-    return json(200, ctx.circuitBreakersJson());
-  }
-  if (p == "/admin/sla") {
-    if (!isRead(req)) {
-      return methodNotAllowed("GET, HEAD");
-    }
-    return json(200, ctx.slaJson());
+    return json(200, p == "/admin/config"     ? ctx.configJson()
+                     : p == "/admin/clusters" ? ctx.clustersJson()
+                     : p == "/admin/sla"      ? ctx.slaJson()
+                                              : ctx.circuitBreakersJson());
   }
   constexpr std::string_view kCbPrefix = "/admin/circuit-breakers/";
   if (p.starts_with(kCbPrefix)) {
@@ -152,9 +218,15 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     if (req.method != "POST") {
       return methodNotAllowed("POST");
     }
-    return authorizedJson(ctx, req, [&](std::string& body) {
-      return ctx.circuitBreakerAction(std::string(rest.substr(0, slash)), std::string(action), body);
-    });
+    if (auto err = gateMutation(ctx, req)) {
+      return *err;
+    }
+    if (auto err = expectNoBody(req)) {
+      return audited(ctx, req, *err);
+    }
+    std::string body;
+    int status = ctx.circuitBreakerAction(std::string(rest.substr(0, slash)), std::string(action), body);
+    return audited(ctx, req, json(status, std::move(body)));
   }
   if (p == "/admin/degradation") {
     if (isRead(req)) {
@@ -163,15 +235,9 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     if (req.method != "PUT" && req.method != "DELETE") {
       return methodNotAllowed("GET, HEAD, PUT, DELETE");
     }
-    if (auto err = checkAuth(ctx, req)) {
-      ctx.audit(req, err->status);
-      return *err;
-    }
-    std::string body;
-    int status = req.method == "PUT" ? ctx.setDegradation(req.body, body) : ctx.clearDegradation(body);
-    AdminResponse r = json(status, std::move(body));
-    ctx.audit(req, r.status);
-    return r;
+    return authorizedJson(ctx, req, [&](std::string& body) {
+      return req.method == "PUT" ? ctx.setDegradation(req.body, body) : ctx.clearDegradation(body);
+    });
   }
   constexpr std::string_view kFaults = "/admin/faults";
   if (p == kFaults || (p.starts_with(kFaults) && p[kFaults.size()] == '/')) {
@@ -185,35 +251,39 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     if (p == kFaults ? (req.method != "POST" && req.method != "DELETE") : req.method != "DELETE") {
       return methodNotAllowed(p == kFaults ? "GET, HEAD, POST, DELETE" : "DELETE");
     }
-    if (auto err = checkAuth(ctx, req)) {
-      ctx.audit(req, err->status);
-      return *err;
-    }
-    std::string body;
-    int status = req.method == "POST" ? ctx.createFault(req.body, body) : ctx.deleteFault(std::string(id), body);
-    AdminResponse r = json(status, std::move(body));
-    ctx.audit(req, r.status);
-    return r;
+    return authorizedJson(ctx, req, [&](std::string& body) {
+      return req.method == "POST" ? ctx.createFault(req.body, body) : ctx.deleteFault(std::string(id), body);
+    });
   }
-  if (p == "/admin/reload" || p == "/admin/drain") {
+  if (p == "/admin/reload" || p == "/admin/drain" || p == "/admin/quit") {
     if (req.method != "POST") {
       return methodNotAllowed("POST");
     }
-    if (auto err = checkAuth(ctx, req)) {
-      ctx.audit(req, err->status);
+    if (auto err = gateMutation(ctx, req)) {
       return *err;
     }
-    AdminResponse r;
     if (p == "/admin/reload") {
-      std::string body;
-      bool ok = ctx.reload(body);
-      r = json(ok ? 200 : 400, std::move(body));
-    } else {
-      ctx.startDrain();
-      r = json(202, R"({"result":"draining"})");
+      if (auto err = expectNoBody(req)) {
+        return audited(ctx, req, *err);
+      }
+      // Answered when the reload is done (the file is read off the loop). The completion
+      // may outlive this call: it copies what it needs.
+      ctx.reload([&ctx, req](bool ok, std::string body) {
+        AdminResponse r = audited(ctx, req, json(ok ? 200 : 400, std::move(body)));
+        req.respond_later(std::move(r));
+      });
+      AdminResponse pending;
+      pending.deferred = true;
+      return pending;
     }
-    ctx.audit(req, r.status);
-    return r;
+    DrainRequest dr;
+    dr.exit = p == "/admin/quit";
+    if (auto err = parseDrainBody(req, dr)) {
+      return audited(ctx, req, *err);
+    }
+    std::string body;
+    int status = ctx.drain(dr, body);
+    return audited(ctx, req, json(status, std::move(body)));
   }
   if (p == "/api/v1/failover/status") {
     if (!isRead(req)) {

@@ -2,11 +2,22 @@
 // Routing of the probe and admin APIs (DESIGN section 7). Pure request -> response logic over
 // an AdminContext the server implements, so it is testable without sockets.
 
+#include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "proxy/admin/admin_server.h"
 
 namespace levee::admin {
+
+// POST /admin/drain and /admin/quit (body: optional {"delay":"DUR","grace":"DUR"}).
+struct DrainRequest {
+  bool exit{false};  // quit: exit once drained (or at the grace deadline)
+  std::optional<std::chrono::milliseconds> delay;  // overrides drain.delay
+  std::optional<std::chrono::milliseconds> grace;  // overrides drain.grace
+};
 
 class AdminContext {
 public:
@@ -16,9 +27,12 @@ public:
   virtual std::string metricsText() = 0;
   virtual std::string configJson() = 0;
   virtual std::string clustersJson() = 0;
-  // Reloads the policy file; returns true on success and fills a JSON body either way.
-  virtual bool reload(std::string& body_json) = 0;
-  virtual void startDrain() = 0;
+  // Reloads the policy file (read and validated off the loop); `done(ok, body_json)` runs on
+  // the main loop when the reload has finished, with the result and every error.
+  virtual void reload(std::function<void(bool ok, std::string body_json)> done) = 0;
+  // Starts (or joins) the drain of DESIGN section 10; fills a JSON body with the state before
+  // and after. Returns the HTTP status (202).
+  virtual int drain(const DrainRequest& request, std::string& body_json) = 0;
   // The admin token (empty: mutations refused).
   virtual std::string adminToken() = 0;
   virtual std::string circuitBreakersJson() = 0;
@@ -48,8 +62,9 @@ public:
     body_json = R"({"error":"fault experiments are not available"})";
     return 404;
   }
-  // Audit trail of every mutation (who, what, outcome).
-  virtual void audit(const AdminRequest& req, int status) = 0;
+  // Audit trail of every mutation attempt (who, what, outcome). `detail` is the response
+  // body, which carries before/after where the mutation has them.
+  virtual void audit(const AdminRequest& req, int status, std::string_view detail) = 0;
   // Companion failover (DESIGN section 7). Each returns the HTTP status and fills a JSON body;
   // the defaults answer 404 "failover is not configured".
   virtual int failoverStatus(std::string& body_json);

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,10 +27,10 @@ public:
   MOCK_METHOD(std::string, metricsText, (), (override));
   MOCK_METHOD(std::string, configJson, (), (override));
   MOCK_METHOD(std::string, clustersJson, (), (override));
-  MOCK_METHOD(bool, reload, (std::string & body_json), (override));
-  MOCK_METHOD(void, startDrain, (), (override));
+  MOCK_METHOD(void, reload, (std::function<void(bool ok, std::string body_json)> done), (override));
+  MOCK_METHOD(int, drain, (const DrainRequest& request, std::string& body_json), (override));
   MOCK_METHOD(std::string, adminToken, (), (override));
-  MOCK_METHOD(void, audit, (const AdminRequest& req, int status), (override));
+  MOCK_METHOD(void, audit, (const AdminRequest& req, int status, std::string_view detail), (override));
   MOCK_METHOD(std::string, circuitBreakersJson, (), (override));
   MOCK_METHOD(std::string, slaJson, (), (override));
   MOCK_METHOD(int, circuitBreakerAction,
@@ -44,13 +45,27 @@ public:
   MOCK_METHOD(int, deleteFault, (const std::string& id, std::string& body_json), (override));
 };
 
-AdminRequest req(std::string method, std::string path, std::string authorization = "") {
+AdminRequest req(std::string method, std::string path, std::string authorization = "", std::string body = "") {
   AdminRequest r;
   r.method = std::move(method);
   r.path = std::move(path);
   r.authorization = std::move(authorization);
+  r.body = std::move(body);
   r.peer = "127.0.0.1";
   return r;
+}
+
+// A request whose deferred answer lands in *out.
+AdminRequest deferredReq(std::string method, std::string path, std::string authorization,
+                         std::optional<AdminResponse>* out) {
+  AdminRequest r = req(std::move(method), std::move(path), std::move(authorization));
+  r.respond_later = [out](AdminResponse resp) { *out = std::move(resp); };
+  return r;
+}
+
+// reload() that completes at once with (ok, body).
+auto completeReload(bool ok, std::string body) {
+  return [ok, body](std::function<void(bool, std::string)> done) { done(ok, body); };
 }
 
 std::string header(const AdminResponse& r, std::string_view name) {
@@ -173,7 +188,7 @@ TEST(HandleAdminTest, SlaIsAReadWithoutToken) {
 
 TEST(HandleAdminTest, MutationEndpointsRefuseReads) {
   StrictMock<MockAdminContext> ctx;
-  for (const char* path : {"/admin/reload", "/admin/drain"}) {
+  for (const char* path : {"/admin/reload", "/admin/drain", "/admin/quit"}) {
     for (const char* method : {"GET", "HEAD", "PUT", "DELETE"}) {
       AdminResponse r = handleAdmin(ctx, req(method, path, "Bearer t"));
       EXPECT_EQ(405, r.status) << method << " " << path;
@@ -202,10 +217,10 @@ TEST(HandleAdminTest, ProbesAreServedOnTheAdminListenerToo) {
 }
 
 TEST(HandleAdminTest, NoTokenConfiguredRefusesMutationsWith403) {
-  for (const char* path : {"/admin/reload", "/admin/drain"}) {
+  for (const char* path : {"/admin/reload", "/admin/drain", "/admin/quit", "/admin/circuit-breakers/app/open"}) {
     StrictMock<MockAdminContext> ctx;
     EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return(""));
-    EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, path), 403));
+    EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, path), 403, _));
     // Even a bearer token must not unlock mutations when none is configured.
     AdminResponse r = handleAdmin(ctx, req("POST", path, "Bearer "));
     EXPECT_EQ(403, r.status) << path;
@@ -225,18 +240,24 @@ TEST_P(ReloadAuthTest, BearerTokenIsChecked) {
   StrictMock<MockAdminContext> ctx;
   EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("s3cret-token"));
   if (c.status == 200) {
-    EXPECT_CALL(ctx, reload(_)).WillOnce(DoAll(SetArgReferee<0>(std::string(R"({"result":"reloaded"})")), Return(true)));
+    EXPECT_CALL(ctx, reload(_)).WillOnce(completeReload(true, R"({"result":"reloaded"})"));
   }
   EXPECT_CALL(ctx, audit(AllOf(Field(&AdminRequest::path, "/admin/reload"),
                                Field(&AdminRequest::authorization, c.authorization)),
-                         c.status));
-  AdminResponse r = handleAdmin(ctx, req("POST", "/admin/reload", c.authorization));
-  EXPECT_EQ(c.status, r.status);
+                         c.status, _));
+  std::optional<AdminResponse> later;
+  AdminResponse r = handleAdmin(ctx, deferredReq("POST", "/admin/reload", c.authorization, &later));
   if (c.status == 401) {
+    EXPECT_EQ(401, r.status);
+    EXPECT_FALSE(r.deferred);
     EXPECT_EQ("Bearer", header(r, "www-authenticate"));
     EXPECT_THAT(r.body, HasSubstr("\"status\":401"));
+    EXPECT_FALSE(later.has_value());
   } else {
-    EXPECT_EQ("{\"result\":\"reloaded\"}\n", r.body);
+    EXPECT_TRUE(r.deferred);  // answered by the completion
+    ASSERT_TRUE(later.has_value());
+    EXPECT_EQ(200, later->status);
+    EXPECT_EQ("{\"result\":\"reloaded\"}\n", later->body);
   }
 }
 
@@ -249,45 +270,121 @@ INSTANTIATE_TEST_SUITE_P(
                     AuthCase{"bearer s3cret-token", 401}, AuthCase{"Bearer  s3cret-token", 401},
                     AuthCase{"Bearer s3cret-token", 200}));
 
-TEST(HandleAdminTest, FailedReloadIs400AndAudited) {
+TEST(HandleAdminTest, FailedReloadIs400AndAuditedWithTheErrors) {
   StrictMock<MockAdminContext> ctx;
   EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
-  EXPECT_CALL(ctx, reload(_)).WillOnce(DoAll(SetArgReferee<0>(std::string(R"({"error":"bad policy"})")), Return(false)));
-  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/reload"), 400));
-  AdminResponse r = handleAdmin(ctx, req("POST", "/admin/reload", "Bearer t"));
-  EXPECT_EQ(400, r.status);
-  EXPECT_EQ("{\"error\":\"bad policy\"}\n", r.body);
+  EXPECT_CALL(ctx, reload(_)).WillOnce(completeReload(false, R"({"result":"failure","errors":["p.yaml:3:1: x"]})"));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/reload"), 400, HasSubstr("p.yaml:3:1: x")));
+  std::optional<AdminResponse> later;
+  AdminResponse r = handleAdmin(ctx, deferredReq("POST", "/admin/reload", "Bearer t", &later));
+  EXPECT_TRUE(r.deferred);
+  ASSERT_TRUE(later.has_value());
+  EXPECT_EQ(400, later->status);
+  EXPECT_EQ("{\"result\":\"failure\",\"errors\":[\"p.yaml:3:1: x\"]}\n", later->body);
 }
 
-TEST(HandleAdminTest, DrainStartsDrainingAndIsAudited) {
+TEST(HandleAdminTest, DrainAndQuitStartDrainingAndAreAudited) {
+  for (const char* path : {"/admin/drain", "/admin/quit"}) {
+    StrictMock<MockAdminContext> ctx;
+    testing::InSequence seq;
+    EXPECT_CALL(ctx, adminToken()).WillOnce(Return("t"));
+    bool quit = std::string_view(path) == "/admin/quit";
+    EXPECT_CALL(ctx, drain(AllOf(Field(&DrainRequest::exit, quit), Field(&DrainRequest::delay, std::nullopt)), _))
+        .WillOnce(DoAll(SetArgReferee<1>(std::string(R"({"before":"running","after":"draining"})")), Return(202)));
+    EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, path), 202, HasSubstr("\"before\":\"running\"")));
+    AdminResponse r = handleAdmin(ctx, req("POST", path, "Bearer t"));
+    EXPECT_EQ(202, r.status) << path;
+    EXPECT_EQ("{\"before\":\"running\",\"after\":\"draining\"}\n", r.body);
+  }
+}
+
+TEST(HandleAdminTest, DrainBodyOverridesTiming) {
   StrictMock<MockAdminContext> ctx;
-  testing::InSequence seq;
-  EXPECT_CALL(ctx, adminToken()).WillOnce(Return("t"));
-  EXPECT_CALL(ctx, startDrain());
-  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/drain"), 202));
-  AdminResponse r = handleAdmin(ctx, req("POST", "/admin/drain", "Bearer t"));
-  EXPECT_EQ(202, r.status);
-  EXPECT_EQ("{\"result\":\"draining\"}\n", r.body);
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
+  EXPECT_CALL(ctx, drain(AllOf(Field(&DrainRequest::exit, true),
+                               Field(&DrainRequest::delay, std::optional(std::chrono::milliseconds(0))),
+                               Field(&DrainRequest::grace, std::optional(std::chrono::milliseconds(1500)))),
+                         _))
+      .WillOnce(Return(202));
+  EXPECT_CALL(ctx, audit(_, 202, _));
+  EXPECT_EQ(202, handleAdmin(ctx, req("POST", "/admin/quit", "Bearer t", R"({"delay":"0s","grace":"1.5s"})")).status);
+}
+
+TEST(HandleAdminTest, BadBodiesAre400WithAMessageAndAudited) {
+  struct Case {
+    const char* path;
+    const char* body;
+    const char* message;
+  } cases[] = {
+      {"/admin/drain", "delay=1s", "invalid JSON at byte 0: unexpected character"},
+      {"/admin/drain", "[1]", "expected a JSON object, got array"},
+      {"/admin/drain", R"({"delay":5})", "delay: expected a duration string such as \\\"5s\\\", got number"},
+      {"/admin/drain", R"({"delay":"5"})", "delay: "},
+      {"/admin/quit", R"({"dealy":"5s"})", "unknown key \\\"dealy\\\" (expected delay, grace)"},
+      {"/admin/quit", R"({"delay":"5s","grace":"1s"})", "delay must not exceed grace"},
+      {"/admin/reload", R"({"force":true})", "/admin/reload takes no parameters"},
+      {"/admin/circuit-breakers/app/open", "{", "invalid JSON at byte 1: expected a string key"},
+  };
+  for (const auto& c : cases) {
+    StrictMock<MockAdminContext> ctx;  // nothing is mutated
+    EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
+    EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, c.path), 400, _));
+    AdminResponse r = handleAdmin(ctx, req("POST", c.path, "Bearer t", c.body));
+    EXPECT_EQ(400, r.status) << c.path << " " << c.body;
+    EXPECT_THAT(r.body, HasSubstr(c.message)) << c.body;
+  }
+}
+
+TEST(HandleAdminTest, EmptyObjectBodyIsAccepted) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
+  EXPECT_CALL(ctx, reload(_)).WillOnce(completeReload(true, "{}"));
+  EXPECT_CALL(ctx, audit(_, 200, _));
+  std::optional<AdminResponse> later;
+  AdminRequest r = deferredReq("POST", "/admin/reload", "Bearer t", &later);
+  r.body = " {} \n";
+  handleAdmin(ctx, r);
+  ASSERT_TRUE(later.has_value());
+  EXPECT_EQ(200, later->status);
+}
+
+TEST(HandleAdminTest, OversizedBodyIs413AfterAuthAndAudited) {
+  StrictMock<MockAdminContext> ctx;
+  EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
+  AdminRequest big = req("POST", "/admin/drain", "Bearer t");
+  big.body_too_large = true;
+  EXPECT_CALL(ctx, audit(_, 413, HasSubstr("larger than 65536 bytes")));
+  EXPECT_EQ(413, handleAdmin(ctx, big).status);
+  // Unauthorized first: 401 (no hint about the body).
+  big.authorization = "Bearer x";
+  EXPECT_CALL(ctx, audit(_, 401, _));
+  EXPECT_EQ(401, handleAdmin(ctx, big).status);
+  // Reads too.
+  AdminRequest read = req("GET", "/admin/config");
+  read.body_too_large = true;
+  EXPECT_EQ(413, handleAdmin(ctx, read).status);
 }
 
 TEST(HandleAdminTest, UnauthorizedDrainDoesNotDrain) {
   StrictMock<MockAdminContext> ctx;
   EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("t"));
-  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/drain"), 401));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/admin/drain"), 401, _));
   EXPECT_EQ(401, handleAdmin(ctx, req("POST", "/admin/drain", "Bearer x")).status);
 }
 
 TEST(HandleAdminTest, EveryMutationAttemptIsAuditedOnce) {
   NiceMock<MockAdminContext> ctx;
   ON_CALL(ctx, adminToken()).WillByDefault(Return("tok"));
-  ON_CALL(ctx, reload(_)).WillByDefault(Return(true));
+  ON_CALL(ctx, reload(_)).WillByDefault(completeReload(true, "{}"));
+  ON_CALL(ctx, drain(_, _)).WillByDefault(Return(202));
   int audits = 0;
-  ON_CALL(ctx, audit(_, _)).WillByDefault([&audits](const AdminRequest&, int) { ++audits; });
+  ON_CALL(ctx, audit(_, _, _)).WillByDefault([&audits](const AdminRequest&, int, std::string_view) { ++audits; });
   const char* auths[] = {"", "Bearer no", "Bearer tok"};
   int expected = 0;
-  for (const char* path : {"/admin/reload", "/admin/drain"}) {
+  std::optional<AdminResponse> later;
+  for (const char* path : {"/admin/reload", "/admin/drain", "/admin/quit", "/admin/circuit-breakers/app/reset"}) {
     for (const char* auth : auths) {
-      handleAdmin(ctx, req("POST", path, auth));
+      handleAdmin(ctx, deferredReq("POST", path, auth, &later));
       ++expected;
       EXPECT_EQ(expected, audits) << path << " " << auth;
     }
@@ -309,20 +406,20 @@ TEST(HandleAdminTest, FaultsRoutingAuthAndAudit) {
   EXPECT_EQ(404, handleAdmin(ctx, req("GET", "/admin/faultsx")).status);
   // Mutations: token first (audited either way), then the context.
   EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("tok"));
-  EXPECT_CALL(ctx, audit(_, 401)).Times(2);
+  EXPECT_CALL(ctx, audit(_, 401, _)).Times(2);
   EXPECT_EQ(401, handleAdmin(ctx, req("POST", "/admin/faults")).status);
   EXPECT_EQ(401, handleAdmin(ctx, req("DELETE", "/admin/faults", "Bearer nope")).status);
   AdminRequest post = req("POST", "/admin/faults", "Bearer tok");
   post.body = R"({"abort":{"percent":1,"status":503}})";
   EXPECT_CALL(ctx, createFault(post.body, _))
       .WillOnce(DoAll(SetArgReferee<1>(std::string(R"({"id":"f-1"})")), Return(201)));
-  EXPECT_CALL(ctx, audit(Field(&AdminRequest::method, "POST"), 201));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::method, "POST"), 201, _));
   AdminResponse created = handleAdmin(ctx, post);
   EXPECT_EQ(201, created.status);
   EXPECT_EQ("{\"id\":\"f-1\"}\n", created.body);
   EXPECT_CALL(ctx, deleteFault("f-1", _)).WillOnce(Return(200));
   EXPECT_CALL(ctx, deleteFault("", _)).WillOnce(Return(200));  // the kill switch
-  EXPECT_CALL(ctx, audit(Field(&AdminRequest::method, "DELETE"), 200)).Times(2);
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::method, "DELETE"), 200, _)).Times(2);
   EXPECT_EQ(200, handleAdmin(ctx, req("DELETE", "/admin/faults/f-1", "Bearer tok")).status);
   EXPECT_EQ(200, handleAdmin(ctx, req("DELETE", "/admin/faults", "Bearer tok")).status);
 }
@@ -349,13 +446,13 @@ TEST(HandleFailoverTest, NotConfiguredIs404) {
 TEST(HandleFailoverTest, PromoteNeedsTokenAndIsAudited) {
   StrictMock<FailoverContext> ctx;
   EXPECT_CALL(ctx, adminToken()).WillRepeatedly(Return("tok"));
-  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/api/v1/failover/promote"), 401));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/api/v1/failover/promote"), 401, _));
   EXPECT_EQ(401, handleAdmin(ctx, req("POST", "/api/v1/failover/promote")).status);
   AdminRequest ok = req("POST", "/api/v1/failover/promote", "Bearer tok");
   ok.body = R"({"member":"pg-1"})";
   EXPECT_CALL(ctx, failoverPromote(R"({"member":"pg-1"})", _))
       .WillOnce(DoAll(SetArgReferee<1>(std::string(R"({"result":"promoting"})")), Return(202)));
-  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/api/v1/failover/promote"), 202));
+  EXPECT_CALL(ctx, audit(Field(&AdminRequest::path, "/api/v1/failover/promote"), 202, _));
   AdminResponse r = handleAdmin(ctx, ok);
   EXPECT_EQ(202, r.status);
   EXPECT_EQ("{\"result\":\"promoting\"}\n", r.body);

@@ -38,6 +38,9 @@ public:
   }
 
   void onData(const char* data, size_t len) override {
+    if (lingering_) {
+      return;  // the rest of a refused body: read and dropped
+    }
     size_t consumed = codec_.dispatch(data, len);
     if (closed_) {
       return;
@@ -63,20 +66,35 @@ public:
     req_.peer = peer_;
     keep_alive_ = head.keep_alive;
     if (head.has_content_length && head.content_length > kMaxBody) {
+      // Answer now (the handler still routes, authorizes and audits) and close: the body is
+      // never read.
       req_.body_too_large = true;
+      keep_alive_ = false;
+      respond();
+      return;
     }
     if (end_stream) {
       respond();
     }
   }
   void onRequestBody(const char* data, size_t len) override {
+    if (closed_ || req_.body_too_large) {
+      return;
+    }
     if (req_.body.size() + len > kMaxBody) {
-      req_.body_too_large = true;
+      req_.body_too_large = true;  // a chunked body grew too large: answer now, then close
+      req_.body.clear();
+      keep_alive_ = false;
+      respond();
       return;
     }
     req_.body.append(data, len);
   }
-  void onRequestBodyEnd() override { respond(); }
+  void onRequestBodyEnd() override {
+    if (!closed_ && !req_.body_too_large) {
+      respond();
+    }
+  }
   void onCodecError(const http::http1::CodecError& error) override {
     AdminResponse r = jsonError(error.status, error.reason);
     write(r, false);
@@ -85,10 +103,31 @@ public:
 
 private:
   void respond() {
-    AdminResponse r = req_.body_too_large ? jsonError(413, "request body too large")
-                                          : server_.handler_(req_);
+    std::weak_ptr<bool> alive = alive_;
+    Session* session = this;
+    uint64_t serial = ++serial_;
+    req_.respond_later = [alive, session, serial](AdminResponse r) {
+      auto a = alive.lock();
+      if (a && *a && session->serial_ == serial && session->waiting_) {
+        session->waiting_ = false;
+        session->finish(r);
+      }
+    };
+    AdminResponse r = server_.handler_(req_);
+    if (r.deferred) {
+      waiting_ = true;  // the codec stays paused until respond_later runs
+      return;
+    }
+    finish(r);
+  }
+
+  void finish(const AdminResponse& r) {
     bool head = req_.method == "HEAD";
     write(r, keep_alive_ && !head);
+    if (req_.body_too_large) {
+      linger();
+      return;
+    }
     if (!keep_alive_) {
       close();
       return;
@@ -122,11 +161,21 @@ private:
     socket_->write(out);
   }
 
+  // After answering a body we did not read: send FIN, keep reading (and dropping) for a while
+  // before closing. Closing with unread bytes in the receive buffer makes the kernel send RST,
+  // which can destroy the 413 before the client reads it.
+  void linger() {
+    lingering_ = true;
+    socket_->shutdownWrite();
+    timer_->enable(std::chrono::seconds(2));
+  }
+
   void close() {
     if (closed_) {
       return;
     }
     closed_ = true;
+    *alive_ = false;
     timer_->disable();
     socket_->closeAfterFlush();
     server_.remove(this);
@@ -141,6 +190,11 @@ private:
   std::string peer_;
   bool keep_alive_{true};
   bool closed_{false};
+  bool waiting_{false};  // a deferred response is outstanding
+  bool lingering_{false};
+  uint64_t serial_{0};
+  // Tells deferred completions whether this session still exists (they hold a weak_ptr).
+  std::shared_ptr<bool> alive_{std::make_shared<bool>(true)};
 };
 
 AdminServer::AdminServer(event::Dispatcher& dispatcher, std::string name, Handler handler)

@@ -2,6 +2,7 @@
 // A small HTTP/1.1 server for the probe and admin listeners (main loop only). Requests are
 // read whole (bounded) and handed to a handler that returns the whole response.
 
+#include <cstddef>
 #include <functional>
 #include <list>
 #include <memory>
@@ -13,6 +14,8 @@
 
 namespace levee::admin {
 
+struct AdminResponse;
+
 struct AdminRequest {
   std::string method;
   std::string path;   // without query
@@ -20,8 +23,11 @@ struct AdminRequest {
   std::string authorization;
   std::string content_type;
   std::string body;
-  std::string peer;
-  bool body_too_large{false};
+  std::string peer;  // IP of the client (audit lines)
+  bool body_too_large{false};  // the body exceeded AdminServer::kMaxBody (it was not kept)
+  // Completes a response the handler deferred (AdminResponse::deferred). Main loop only; a
+  // no-op once the client has gone away. Handlers copy it into their completion callback.
+  std::function<void(AdminResponse)> respond_later;
 };
 
 struct AdminResponse {
@@ -29,11 +35,16 @@ struct AdminResponse {
   std::string content_type{"application/json"};
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // The handler answers later through AdminRequest::respond_later (e.g. POST /admin/reload,
+  // which waits for the file to be read off the loop); the connection waits for it.
+  bool deferred{false};
 };
 
 class AdminServer {
 public:
   using Handler = std::function<AdminResponse(const AdminRequest&)>;
+  // Request bodies above this get 413 (documented in README "Admin API"). A declared
+  // Content-Length above it is answered at once, without reading the body.
   static constexpr size_t kMaxBody = 64 * 1024;
 
   AdminServer(event::Dispatcher& dispatcher, std::string name, Handler handler);

@@ -9,6 +9,7 @@
 
 #include "config/loader.h"
 #include "proxy/common/logger.h"
+#include "proxy/server/await.h"
 #include "proxy/server/options.h"
 #include "proxy/server/server.h"
 #include "proxy/server/version.h"
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
                 << policy->upstreams.size() << " upstream(s))\n";
       return 0;
     }
+    case Options::Command::Await:
+      return levee::server::awaitReady(opts->await_address, opts->await_timeout_ms, std::cout, std::cerr);
     case Options::Command::Run:
       break;
   }

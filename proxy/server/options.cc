@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "config/units.h"
+
 namespace levee::server {
 
 std::string usage() {
@@ -9,8 +11,57 @@ std::string usage() {
          "  levee run --config FILE [--concurrency N] [--log-level trace|debug|info|warn|error]\n"
          "  levee --config FILE [...]          (same as run)\n"
          "  levee validate FILE                 (exit 0, or 1 with every error as FILE:LINE:COL)\n"
+         "  levee await [--address HOST:PORT] [--timeout DUR]\n"
+         "                                      (wait until /health/ready answers 200; default\n"
+         "                                      127.0.0.1:15021 for 60s; exit 0 ready, 1 timeout)\n"
          "  levee version\n";
 }
+
+namespace {
+
+// The value of `--flag=value` or `--flag value` at args[i] (advances i for the second form).
+Result<std::string> flagValue(const std::vector<std::string>& args, size_t& i, std::string_view flag) {
+  const std::string& a = args[i];
+  if (a.starts_with(std::string(flag) + "=")) {
+    return a.substr(flag.size() + 1);
+  }
+  if (i + 1 >= args.size()) {
+    return makeError(std::string(flag) + " needs a value");
+  }
+  return args[++i];
+}
+
+Result<Options> parseAwait(const std::vector<std::string>& args) {
+  Options o;
+  o.command = Options::Command::Await;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string_view flag) { return flagValue(args, i, flag); };
+    if (a == "--address" || a.starts_with("--address=")) {
+      LEVEE_ASSIGN_OR_RETURN(std::string v, value("--address"));
+      auto addr = config::parseSocketAddress(v, /*allow_dns_name=*/false);
+      if (!addr) {
+        return makeError("--address: " + addr.error().message);
+      }
+      o.await_address = v;
+    } else if (a == "--timeout" || a.starts_with("--timeout=")) {
+      LEVEE_ASSIGN_OR_RETURN(std::string v, value("--timeout"));
+      auto d = config::parseDuration(v);
+      if (!d) {
+        return makeError("--timeout: " + d.error().message);
+      }
+      if (d->count() <= 0 || d->count() > 24LL * 3600 * 1000) {
+        return makeError("--timeout must be between 1ms and 24h");
+      }
+      o.await_timeout_ms = static_cast<uint32_t>(d->count());
+    } else {
+      return makeError("await: unknown option \"" + a + "\"");
+    }
+  }
+  return o;
+}
+
+}  // namespace
 
 Result<Options> parseOptions(const std::vector<std::string>& args) {
   Options o;
@@ -29,6 +80,8 @@ Result<Options> parseOptions(const std::vector<std::string>& args) {
     } else if (cmd == "version") {
       o.command = Options::Command::Version;
       return o;
+    } else if (cmd == "await") {
+      return parseAwait(args);
     } else if (cmd == "help") {
       o.command = Options::Command::Help;
       return o;
@@ -39,15 +92,7 @@ Result<Options> parseOptions(const std::vector<std::string>& args) {
   }
   for (; i < args.size(); ++i) {
     const std::string& a = args[i];
-    auto value = [&](std::string_view flag) -> Result<std::string> {
-      if (a.starts_with(std::string(flag) + "=")) {
-        return a.substr(flag.size() + 1);
-      }
-      if (i + 1 >= args.size()) {
-        return makeError(std::string(flag) + " needs a value");
-      }
-      return args[++i];
-    };
+    auto value = [&](std::string_view flag) { return flagValue(args, i, flag); };
     if (a == "--help" || a == "-h") {
       o.command = Options::Command::Help;
       return o;

@@ -31,6 +31,7 @@ std::string policyToJson(const config::Policy& p) {
   for (const auto& l : p.listeners) {
     w.beginObject().key("name").value(l.name).key("address").value(l.address.toString());
     w.key("protocol").value(l.protocol == config::ListenerProtocol::Http ? "http" : "tcp");
+    w.key("direction").value(l.direction == config::ListenerDirection::Outbound ? "outbound" : "inbound");
     if (l.protocol == config::ListenerProtocol::Tcp) {
       w.key("upstream").value(l.upstream);
     } else {

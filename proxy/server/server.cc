@@ -3,10 +3,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "config/fault_experiment.h"
 #include "config/loader.h"
@@ -24,6 +28,43 @@ std::string hashHex(uint64_t h) {
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
   return buf;
 }
+
+// Reads admin.token_file (blocking: startup, or the reload job on the thread pool). Returns
+// the token with surrounding whitespace removed; empty (mutations refused) when unreadable.
+std::string readTokenFile(const std::string& f, std::string* warning) {
+  if (f.empty()) {
+    return {};
+  }
+  std::ifstream in(f);
+  if (!in) {
+    *warning = "admin token_file " + f + " unreadable: mutations refused";
+    return {};
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string t = ss.str();
+  size_t start = t.find_first_not_of(" \t\r\n");
+  if (start == std::string::npos) {
+    return {};
+  }
+  size_t end = t.find_last_not_of(" \t\r\n");
+  return t.substr(start, end - start + 1);
+}
+
+std::string isoTime(std::chrono::system_clock::time_point tp) {
+  auto t = std::chrono::system_clock::to_time_t(tp);
+  char buf[32];
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Debounce of directory events (README "Reload"): a burst of events (an editor's temp file
+// and rename, the kubelet's three renames) becomes one reload 300 ms after the last event,
+// and at most 2 s after the first even if events keep coming.
+constexpr std::chrono::milliseconds kWatchDebounce{300};
+constexpr std::chrono::milliseconds kWatchMaxDelay{2000};
 
 std::string endpointKey(const config::SocketAddress& a) { return a.host + ":" + std::to_string(a.port); }
 
@@ -269,24 +310,11 @@ void Server::registerMetrics() {
 }
 
 void Server::loadToken() {
-  admin_token_.clear();
-  const std::string& f = snapshot_->policy->admin.token_file;
-  if (f.empty()) {
-    return;
+  std::string warning;
+  admin_token_ = readTokenFile(snapshot_->policy->admin.token_file, &warning);
+  if (!warning.empty()) {
+    LEVEE_LOG(Admin, warn, "{}", warning);
   }
-  std::ifstream in(f);
-  if (!in) {
-    LEVEE_LOG(Admin, warn, "admin token_file {} unreadable: mutations refused", f);
-    return;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string t = ss.str();
-  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ' || t.back() == '\t')) {
-    t.pop_back();
-  }
-  size_t start = t.find_first_not_of(" \t\r\n");
-  admin_token_ = start == std::string::npos ? "" : t.substr(start);
 }
 
 Status Server::bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
@@ -505,23 +533,24 @@ int Server::run() {
   restartHealthChecks();
 
   signals_.push_back(std::make_unique<event::SignalWatcher>(main_, SIGTERM, [this] {
-    LEVEE_LOG(Main, info, "SIGTERM: draining");
-    startDrain();
+    beginDrain(true, std::nullopt, std::nullopt, "SIGTERM");
   }));
   signals_.push_back(std::make_unique<event::SignalWatcher>(main_, SIGINT, [this] {
-    LEVEE_LOG(Main, info, "SIGINT: draining");
-    startDrain();
+    beginDrain(true, std::nullopt, std::nullopt, "SIGINT");
   }));
   signals_.push_back(std::make_unique<event::SignalWatcher>(main_, SIGHUP, [this] {
-    std::string body;
-    reload(body);
+    LEVEE_LOG(Config, info, "SIGHUP: reloading {}", options_.config_path);
+    requestReload("sighup", nullptr);
   }));
-  listeners_bound_ = true;
+  startWatching();
   started_ = true;
   LEVEE_LOG(Main, info, "levee {} ready: service {} with {} worker(s), {} listener(s); probes on {}, admin on {}",
             kVersion, policy.service, concurrency_, policy.listeners.size(), policy.probes.address.toString(),
             policy.admin.address.toString());
   main_.run();
+  alive_.reset();  // reload completions still queued on the pool become no-ops
+  watcher_.reset();
+  debounce_timer_.reset();
   // Tear down in dependency order: workers (and their connections) first.
   for (auto& w : workers_) {
     w->stop();
@@ -533,6 +562,7 @@ int Server::run() {
   signals_.clear();
   dns_timer_.reset();
   tick_timer_.reset();
+  degradation_timer_.reset();
   checkers_.clear();
   failover_.reset();  // joins its worker threads (the loop has stopped)
   retired_failover_.clear();
@@ -547,24 +577,135 @@ int Server::run() {
   return 0;
 }
 
-bool Server::reload(std::string& body_json) {
-  const std::string& path = options_.config_path;
-  auto loaded = config::loadPolicyFile(path);
-  json::Writer w(body_json);
-  if (!loaded) {
-    reloads_failed_->inc();
-    last_reload_result_ = "failure";
-    last_reload_error_ = config::formatErrors(loaded.error());
-    LEVEE_LOG(Config, warn, "reload of {} failed; keeping the running policy:\n{}", path, last_reload_error_);
-    w.beginObject().key("result").value("failure").key("errors").beginArray();
+struct Server::ReloadJob {
+  std::string path;
+  std::string trigger;
+  std::optional<std::expected<config::Policy, config::Errors>> loaded;
+  std::string token;
+  std::string token_warning;
+};
+
+void Server::reload(std::function<void(bool ok, std::string body_json)> done) {
+  requestReload("admin", std::move(done));
+}
+
+void Server::requestReload(std::string trigger, ReloadDone done) {
+  if (done) {
+    next_waiters_.push_back(std::move(done));
+  }
+  // An admin or SIGHUP request outranks a watch event in the trigger shown by /admin/config.
+  if (next_trigger_.empty() || next_trigger_ == "watch") {
+    next_trigger_ = std::move(trigger);
+  }
+  if (reload_running_) {
+    reload_again_ = true;  // runs once more when the current one ends (it may have read the old file)
+    return;
+  }
+  startReload();
+}
+
+void Server::startReload() {
+  reload_running_ = true;
+  reload_again_ = false;
+  auto job = std::make_shared<ReloadJob>();
+  job->path = options_.config_path;
+  job->trigger = std::exchange(next_trigger_, {});
+  std::vector<ReloadDone> waiters = std::exchange(next_waiters_, {});
+  std::weak_ptr<int> alive = alive_;
+  // The thread pool does the blocking part: reading the policy and token files and parsing
+  // YAML (STYLE B.10.4). The job touches nothing but itself.
+  auto work = [job] {
+    job->loaded = config::loadPolicyFile(job->path);
+    if (*job->loaded) {
+      job->token = readTokenFile((*job->loaded)->admin.token_file, &job->token_warning);
+    }
+  };
+  auto done = [this, alive, job, waiters = std::move(waiters)]() mutable {
+    if (alive.expired()) {
+      return;  // shutting down
+    }
+    finishReload(*job, std::move(waiters));
+  };
+  if (!event::runOffLoop(main_, work, done)) {
+    work();  // the pool refused the request (never seen): do it here rather than not at all
+    done();
+  }
+}
+
+void Server::recordReloadFailure(const std::string& trigger, std::vector<std::string> errors) {
+  reloads_failed_->inc();
+  last_reload_result_ = "failure";
+  last_reload_trigger_ = trigger;
+  last_reload_at_ = std::chrono::system_clock::now();
+  last_reload_errors_ = std::move(errors);
+  std::string joined;
+  for (const auto& e : last_reload_errors_) {
+    joined += "\n  " + e;
+  }
+  LEVEE_LOG(Config, warn, "reload ({}) of {} failed; keeping the running policy (hash {}):{}", trigger,
+            options_.config_path, hashHex(snapshot_->policy->content_hash), joined);
+}
+
+void Server::finishReload(ReloadJob& job, std::vector<ReloadDone> waiters) {
+  std::string body;
+  bool ok = false;
+  json::Writer w(body);
+  const std::string before = hashHex(snapshot_->policy->content_hash);
+  auto& loaded = *job.loaded;
+  if (loaded && job.trigger == "watch" && waiters.empty() && loaded->content_hash == snapshot_->policy->content_hash) {
+    // A directory event that did not change the policy's bytes (another file, a touch).
+    LEVEE_LOG(Config, debug, "watch: {} unchanged (hash {})", job.path, before);
+    ok = true;
+  } else if (!loaded) {
+    std::vector<std::string> errors;
     for (const auto& e : loaded.error()) {
-      w.value(e.toString());
+      errors.push_back(e.toString());
+    }
+    recordReloadFailure(job.trigger, errors);
+    w.beginObject().key("result").value("failure").key("trigger").value(job.trigger);
+    w.key("running_hash").value(before).key("errors").beginArray();
+    for (const auto& e : errors) {
+      w.value(e);
     }
     w.endArray().endObject();
-    return false;
+  } else {
+    auto policy = std::make_shared<const config::Policy>(std::move(*loaded));
+    if (!job.token_warning.empty()) {
+      LEVEE_LOG(Admin, warn, "{}", job.token_warning);
+    }
+    std::string error;
+    if (!applyPolicy(policy, std::move(job.token), error)) {
+      recordReloadFailure(job.trigger, {error});
+      w.beginObject().key("result").value("failure").key("trigger").value(job.trigger);
+      w.key("running_hash").value(before).key("errors").beginArray().value(error).endArray().endObject();
+    } else {
+      ok = true;
+      reloads_ok_->inc();
+      last_reload_result_ = "success";
+      last_reload_trigger_ = job.trigger;
+      last_reload_at_ = std::chrono::system_clock::now();
+      last_reload_errors_.clear();
+      LEVEE_LOG(Config, info, "reloaded {} ({}): hash {} -> {}, generation {}", job.path, job.trigger, before,
+                hashHex(policy->content_hash), generation_);
+      w.beginObject().key("result").value("success").key("trigger").value(job.trigger);
+      w.key("before").beginObject().key("hash").value(before).endObject();
+      w.key("after").beginObject().key("hash").value(hashHex(policy->content_hash));
+      w.key("generation").value(generation_).endObject().endObject();
+    }
   }
-  auto policy = std::make_shared<const config::Policy>(std::move(*loaded));
-  // Listeners new in this policy get sockets now; a bind failure rejects the reload.
+  reload_running_ = false;
+  for (auto& d : waiters) {
+    d(ok, body);
+  }
+  if (reload_again_ || !next_waiters_.empty()) {
+    startReload();
+  }
+}
+
+bool Server::applyPolicy(config::PolicyConstSharedPtr policy, std::string token, std::string& error) {
+  // Listeners new in this policy (or moved to another address) get sockets now; a bind
+  // failure rejects the whole reload. Unchanged listeners keep their sockets and connections;
+  // the workers close the ones that left.
   std::set<std::string> current;
   for (const auto& l : snapshot_->policy->listeners) {
     current.insert(listenerKey(l));
@@ -577,18 +718,17 @@ bool Server::reload(std::string& body_json) {
   }
   std::vector<std::vector<ListenerFd>> fds;
   if (auto st = bindListeners(*policy, new_keys, fds); !st) {
-    reloads_failed_->inc();
-    last_reload_result_ = "failure";
-    last_reload_error_ = st.error().message;
-    LEVEE_LOG(Config, warn, "reload of {} failed; keeping the running policy: {}", path, last_reload_error_);
-    w.beginObject().key("result").value("failure").key("errors").beginArray().value(last_reload_error_);
-    w.endArray().endObject();
+    error = st.error().message;
     return false;
+  }
+  const config::Policy& old = *snapshot_->policy;
+  if (!(old.admin.address == policy->admin.address) || !(old.probes.address == policy->probes.address)) {
+    LEVEE_LOG(Config, warn, "admin/probes addresses changed: they take effect at the next restart");
   }
   snapshot_ = buildSnapshot(policy, ++generation_, makeUpstreams(*policy), makeRateLimits(*policy),
                             [this](const config::Listener& l, const config::Route& r) { return retryStateFor(l, r); },
                             [this](const config::Listener& l, const config::Route& r) { return fallbackStateFor(l, r); });
-  loadToken();
+  admin_token_ = std::move(token);
   degradation_->configure(policy->degradation);
   configureSla();
   syncFailover();
@@ -598,18 +738,42 @@ bool Server::reload(std::string& body_json) {
     workers_[i]->applySnapshot(snapshot_, std::move(fds[i]));
   }
   resolveDns();
-  reloads_ok_->inc();
-  last_reload_result_ = "success";
-  last_reload_error_.clear();
-  LEVEE_LOG(Config, info, "reloaded {} (hash {}, generation {})", path, hashHex(policy->content_hash), generation_);
-  w.beginObject().key("result").value("success").key("hash").value(hashHex(policy->content_hash));
-  w.key("generation").value(generation_).endObject();
   return true;
+}
+
+void Server::startWatching() {
+  std::filesystem::path p(options_.config_path);
+  std::string dir = p.has_parent_path() ? p.parent_path().string() : std::string(".");
+  auto w = event::DirWatcher::create(main_, dir, [this](const std::string& name) { onWatchEvent(name); });
+  if (!w) {
+    LEVEE_LOG(Config, warn, "not watching {} ({}); reload with SIGHUP or POST /admin/reload", dir,
+              w.error().message);
+    return;
+  }
+  watcher_ = std::move(*w);
+  debounce_timer_ = main_.createTimer([this] { requestReload("watch", nullptr); });
+  LEVEE_LOG(Config, info, "watching {} for policy changes", dir);
+}
+
+void Server::onWatchEvent(const std::string& name) {
+  LEVEE_LOG(Config, debug, "watch: event on \"{}\"", name);
+  auto now = std::chrono::steady_clock::now();
+  if (!debounce_timer_->enabled()) {
+    first_event_at_ = now;
+  }
+  auto cap = std::chrono::duration_cast<std::chrono::milliseconds>(first_event_at_ + kWatchMaxDelay - now);
+  debounce_timer_->enable(std::clamp(cap, std::chrono::milliseconds(0), kWatchDebounce));
+}
+
+bool Server::listenersBound() const {
+  return !workers_.empty() &&
+         std::all_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->listening(); });
 }
 
 bool Server::ready(std::string& components) {
   bool draining = draining_.load();
-  bool ok = started_ && listeners_bound_ && !draining;
+  bool bound = listenersBound();
+  bool ok = started_ && bound && !draining;
   json::Writer w(components);
   w.beginObject();
   // probes.ready_requires: each named upstream needs at least one usable endpoint.
@@ -626,7 +790,7 @@ bool Server::ready(std::string& components) {
     ok = ok && usable > 0;
   }
   w.key("config").value(snapshot_ ? "healthy" : "unhealthy");
-  w.key("listeners").value(listeners_bound_ ? "healthy" : "unhealthy");
+  w.key("listeners").value(bound ? "healthy" : "unhealthy");
   w.key("lifecycle").value(draining ? "draining" : (started_ ? "running" : "starting"));
   w.endObject();
   return ok;
@@ -641,12 +805,20 @@ std::string Server::configJson() {
   w.key("source").value(snapshot_->policy->source_file);
   w.key("hash").value(hashHex(snapshot_->policy->content_hash));
   w.key("generation").value(snapshot_->generation);
-  auto t = std::chrono::system_clock::to_time_t(snapshot_->loaded_at);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  w.key("loaded_at").value(buf);
+  w.key("loaded_at").value(isoTime(snapshot_->loaded_at));
+  // The last reload attempt; a failed one leaves hash/generation/loaded_at above unchanged.
   w.key("last_reload").beginObject().key("result").value(last_reload_result_);
-  w.key("error").value(last_reload_error_).endObject();
+  if (last_reload_result_ != "none") {
+    w.key("trigger").value(last_reload_trigger_).key("at").value(isoTime(last_reload_at_));
+  }
+  w.key("errors").beginArray();
+  for (const auto& e : last_reload_errors_) {
+    w.value(e);
+  }
+  w.endArray();
+  std::string first = last_reload_errors_.empty() ? "" : last_reload_errors_.front();
+  w.key("error").value(first).endObject();
+  w.key("watching").value(watcher_ != nullptr);
   w.key("policy").raw(policyToJson(*snapshot_->policy));
   w.endObject();
   return out;
@@ -874,37 +1046,69 @@ int Server::failoverRoleHealth(std::string_view role, std::string_view query, st
                    : admin::AdminContext::failoverRoleHealth(role, query, body);
 }
 
-void Server::audit(const admin::AdminRequest& req, int status) {
-  LEVEE_LOG(Admin, info, "audit: peer={} {} {} -> {}", req.peer, req.method, req.path, status);
+void Server::audit(const admin::AdminRequest& req, int status, std::string_view detail) {
+  const char* outcome = status < 300 ? "ok" : (status == 401 || status == 403) ? "denied" : "refused";
+  while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) {
+    detail.remove_suffix(1);
+  }
+  LEVEE_LOG(Admin, info, "audit: peer={} method={} path={} status={} outcome={} detail={}", req.peer, req.method,
+            req.path, status, outcome, detail);
 }
 
-void Server::startDrain() {
+int Server::drain(const admin::DrainRequest& request, std::string& body) {
+  const char* before = !draining_ ? "running" : (exit_requested_ ? "draining_to_exit" : "draining");
+  beginDrain(request.exit, request.delay, request.grace, request.exit ? "POST /admin/quit" : "POST /admin/drain");
+  json::Writer w(body);
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - drain_started_);
+  w.beginObject().key("result").value("draining").key("before").value(before);
+  w.key("after").value(exit_requested_ ? "draining_to_exit" : "draining");
+  w.key("exit").value(exit_requested_);
+  w.key("grace_left_ms").value(static_cast<int64_t>(std::max(drain_grace_ - elapsed, std::chrono::milliseconds(0)).count()));
+  w.endObject();
+  return 202;
+}
+
+void Server::beginDrain(bool exit, std::optional<std::chrono::milliseconds> delay,
+                        std::optional<std::chrono::milliseconds> grace, const char* why) {
+  exit_requested_ = exit_requested_ || exit;
   if (draining_.exchange(true)) {
-    return;
+    LEVEE_LOG(Main, info, "{}: already draining{}", why, exit_requested_ ? "; exiting when done" : "");
+    return;  // the first request's timing stands; the grace is counted from its start
   }
   drain_started_ = std::chrono::steady_clock::now();
   const auto& d = snapshot_->policy->drain;
-  LEVEE_LOG(Main, info, "draining: readiness off now, listeners close in {} ms, exit within {} ms",
-            d.delay.count(), d.grace.count());
+  auto delay_ms = delay.value_or(d.delay);
+  drain_grace_ = std::max(grace.value_or(d.grace), delay_ms);
+  LEVEE_LOG(Main, info, "{}: draining: readiness off and Connection: close on inbound now, inbound listeners close in {} ms, {} within {} ms",
+            why, delay_ms.count(), exit_requested_ ? "exit" : "drained", drain_grace_.count());
+  for (auto& w : workers_) {
+    w->drain(Worker::DrainPhase::CloseAfterResponse);
+  }
   drain_delay_timer_ = main_.createTimer([this] {
+    LEVEE_LOG(Main, info, "drain: inbound listeners stop accepting");
     for (auto& w : workers_) {
-      w->drain();
+      w->drain(Worker::DrainPhase::StopAccepting);
     }
     drain_timer_ = main_.createTimer([this] { onDrainTick(); });
     drain_timer_->enableRepeating(std::chrono::milliseconds(50));
   });
-  drain_delay_timer_->enable(d.delay);
+  drain_delay_timer_->enable(delay_ms);
 }
 
 void Server::onDrainTick() {
+  if (!exit_requested_) {
+    return;  // POST /admin/drain: stay up drained (outbound keeps serving) until asked to exit
+  }
   uint64_t active = 0;
   for (auto& w : workers_) {
     active += w->activeConnections();
   }
   auto elapsed = std::chrono::steady_clock::now() - drain_started_;
-  if (active == 0 || elapsed >= snapshot_->policy->drain.grace) {
+  if (active == 0 || elapsed >= drain_grace_) {
     if (active != 0) {
       LEVEE_LOG(Main, warn, "drain grace over with {} connection(s) open: closing them", active);
+    } else {
+      LEVEE_LOG(Main, info, "drained: no connection left");
     }
     shutdown();
   }

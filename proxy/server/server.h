@@ -3,7 +3,9 @@
 // store and the access log. See DESIGN section 1 for the process model.
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "proxy/admin/admin_server.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/event/dns.h"
+#include "proxy/event/fs_watch.h"
 #include "proxy/http/access_log.h"
 #include "proxy/server/options.h"
 #include "proxy/server/snapshot.h"
@@ -35,14 +38,14 @@ public:
 
   // AdminContext
   bool ready(std::string& components_json) override;
-  bool started() override { return started_; }
+  bool started() override { return started_ && listenersBound(); }
   std::string metricsText() override;
   std::string configJson() override;
   std::string clustersJson() override;
-  bool reload(std::string& body_json) override;
-  void startDrain() override;
+  void reload(std::function<void(bool ok, std::string body_json)> done) override;
+  int drain(const admin::DrainRequest& request, std::string& body_json) override;
   std::string adminToken() override { return admin_token_; }
-  void audit(const admin::AdminRequest& req, int status) override;
+  void audit(const admin::AdminRequest& req, int status, std::string_view detail) override;
   std::string circuitBreakersJson() override;
   int circuitBreakerAction(const std::string& upstream, const std::string& action, std::string& body) override;
   std::string degradationJson() override;
@@ -59,6 +62,8 @@ public:
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
                        std::vector<std::vector<ListenerFd>>& per_worker);
+  // Every worker listens on every listener of the first policy.
+  bool listenersBound() const;
   void registerMetrics();
   void configureSla();
   std::map<std::string, upstream::UpstreamSharedPtr, std::less<>> makeUpstreams(const config::Policy& policy);
@@ -67,9 +72,26 @@ private:
   router::RouteFallbackStateSharedPtr fallbackStateFor(const config::Listener& l, const config::Route& r);
   std::map<std::string, filters::rate_limit::RateLimitStateSharedPtr, std::less<>> makeRateLimits(
       const config::Policy& policy);
+  using ReloadDone = std::function<void(bool ok, std::string body_json)>;
+  struct ReloadJob;
+  // Reload pipeline (main loop): the file (and the admin token file) is read and validated on
+  // the thread pool, then the snapshot is built and swapped here. One reload runs at a time;
+  // requests arriving meanwhile are served by one more run afterwards.
+  void requestReload(std::string trigger, ReloadDone done);
+  void startReload();
+  void finishReload(ReloadJob& job, std::vector<ReloadDone> waiters);
+  bool applyPolicy(config::PolicyConstSharedPtr policy, std::string token, std::string& error);
+  void recordReloadFailure(const std::string& trigger, std::vector<std::string> errors);
+  void startWatching();
+  void onWatchEvent(const std::string& name);
   void loadToken();
   void rebuildHostSets();
   void resolveDns();
+  // Lifecycle (DESIGN section 10; README "Lifecycle"): readiness off and Connection: close on
+  // inbound responses at once, inbound listeners closed after `delay`, exit (when asked) once
+  // no connection is left or at `grace` after the start.
+  void beginDrain(bool exit, std::optional<std::chrono::milliseconds> delay,
+                  std::optional<std::chrono::milliseconds> grace, const char* why);
   void onDrainTick();
   double openBreakerPercent() const;
   void syncFailover();
@@ -110,14 +132,27 @@ private:
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
   std::string admin_token_;
-  std::string last_reload_error_;
-  std::string last_reload_result_{"success"};
+  // Last reload attempt, for GET /admin/config.
+  std::string last_reload_result_{"none"};
+  std::string last_reload_trigger_;
+  std::vector<std::string> last_reload_errors_;  // FILE:LINE:COL: path: message
+  std::chrono::system_clock::time_point last_reload_at_{};
+  bool reload_running_{false};
+  bool reload_again_{false};
+  std::string next_trigger_;
+  std::vector<ReloadDone> next_waiters_;
+  event::DirWatcherPtr watcher_;
+  event::TimerPtr debounce_timer_;
+  std::chrono::steady_clock::time_point first_event_at_{};
+  // Completions of off-loop work hold a weak_ptr to this: they do nothing once run() returns.
+  std::shared_ptr<int> alive_{std::make_shared<int>(0)};
   std::chrono::steady_clock::time_point drain_started_;
+  std::chrono::milliseconds drain_grace_{0};
+  bool exit_requested_{false};
   uint64_t generation_{0};
   stats::Counter* reloads_ok_{nullptr};
   stats::Counter* reloads_failed_{nullptr};
   bool started_{false};
-  bool listeners_bound_{false};
   std::atomic<bool> draining_{false};
   bool stopping_{false};
 };

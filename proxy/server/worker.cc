@@ -103,6 +103,7 @@ public:
     header_timeout_ = l.limits.header_timeout;
     idle_timeout_ = l.limits.idle_timeout;
     trust_forwarded_ = l.trust_forwarded;
+    inbound_ = l.direction == config::ListenerDirection::Inbound;
     table_ = snap->route_tables[index];
     tcp_upstream_ = l.upstream;
     route_stats_.clear();
@@ -170,8 +171,12 @@ public:
     }
   }
 
+  bool inbound() const { return inbound_; }
+
+  // Stops accepting and lets the connections finish: idle ones close now, busy ones after
+  // their current response (which carries Connection: close).
   void drain() {
-    listener_.reset();  // stop accepting
+    listener_.reset();
     std::vector<http::ConnectionManager*> conns;
     for (auto& [ptr, cm] : http_conns_) {
       conns.push_back(ptr);
@@ -181,6 +186,14 @@ public:
     }
   }
 
+  bool hasConnections() const { return !http_conns_.empty() || !tcp_sessions_.empty(); }
+
+  // Removed from the policy by a reload.
+  void retire() {
+    retired_ = true;
+    drain();
+  }
+
   // ConnectionManagerConfig
   std::string_view listenerName() const override { return name_; }
   const http::http1::CodecLimits& codecLimits() const override { return limits_; }
@@ -188,7 +201,11 @@ public:
   std::chrono::milliseconds idleTimeout() const override { return idle_timeout_; }
   bool trustForwarded() const override { return trust_forwarded_; }
   http::FilterChainFactory& filterChainFactory() override { return *this; }
-  bool draining() const override { return worker_.draining(); }
+  // Connection: close on the next response: the listener left the policy, or the process
+  // drains and this listener is inbound (outbound ones serve normally until exit).
+  bool draining() const override {
+    return retired_ || (inbound_ && worker_.drainPhase() != Worker::DrainPhase::None);
+  }
   void onLocalReply(std::string_view reason) override { worker_.countLocalReply(reason); }
   http::http1::ServerCodecPool& codecPool() override { return worker_.codecPool(); }
 
@@ -327,7 +344,7 @@ private:
   }
 
   void onAccept(event::TcpSocketPtr socket) {
-    if (worker_.draining()) {
+    if (retired_ || (inbound_ && worker_.drainPhase() == Worker::DrainPhase::StopAccepting)) {
       socket->close();
       return;
     }
@@ -367,6 +384,8 @@ private:
   std::string key_;
   std::string name_;
   bool is_http_{true};
+  bool inbound_{true};
+  bool retired_{false};
   http::http1::CodecLimits limits_;
   std::chrono::milliseconds header_timeout_{10000};
   std::chrono::milliseconds idle_timeout_{300000};
@@ -454,20 +473,34 @@ void Worker::applyOnThread(SnapshotConstSharedPtr snapshot, std::vector<Listener
       }
     }
     wl->configure(snapshot_, i);
-    if (draining_) {
-      wl->drain();
+    if (wl->inbound() && drain_phase_ == DrainPhase::StopAccepting) {
+      wl->drain();  // added (or turned inbound) by a reload while draining
     }
     next.emplace(key, std::move(wl));
+  }
+  if (first_apply_) {
+    first_apply_ = false;
+    // Readiness needs every listener of the first policy accepting on every worker.
+    listening_.store(next.size() == ls.size(), std::memory_order_release);
   }
   for (auto& f : fds) {
     if (f.fd >= 0) {
       ::close(f.fd);
     }
   }
+  // Listeners retired by earlier reloads whose connections are all gone are freed (deferred:
+  // a connection closed in this loop iteration may still be waiting for its own deletion).
+  std::erase_if(retired_listeners_, [this](std::unique_ptr<WorkerListener>& wl) {
+    if (wl->hasConnections()) {
+      return false;
+    }
+    dispatcher_.deferredDeleteAny(std::move(wl));
+    return true;
+  });
   // Listeners gone from the policy: stop accepting, let their connections finish.
   for (auto& [key, wl] : listeners_) {
-    wl->drain();
-    (void)key;
+    LEVEE_LOG(Main, debug, "worker {}: listener {} closed by reload", index_, key);
+    wl->retire();
     retired_listeners_.push_back(std::move(wl));
   }
   listeners_ = std::move(next);
@@ -535,15 +568,22 @@ void Worker::countLocalReply(std::string_view reason) {
   it->second->inc();
 }
 
-void Worker::drain() {
-  dispatcher_.post([this] {
-    draining_ = true;
+void Worker::drain(DrainPhase phase) {
+  dispatcher_.post([this, phase] {
+    if (phase <= drain_phase_) {
+      return;
+    }
+    drain_phase_ = phase;
+    if (phase != DrainPhase::StopAccepting) {
+      return;
+    }
     for (auto& [key, wl] : listeners_) {
-      wl->drain();
+      if (wl->inbound()) {
+        wl->drain();
+      }
     }
-    for (auto& [name, cl] : clusters_) {
-      cl->drain();
-    }
+    // Upstream pools stay as they are: outbound listeners still use them, and inbound
+    // requests in flight finish on them; everything closes at exit.
   });
 }
 

@@ -54,8 +54,17 @@ public:
   void applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerFd> fds);
   // Thread-safe. DNS answers changed.
   void updateHosts(HostSetsConstSharedPtr hosts);
-  // Thread-safe. Stop accepting, close idle connections, Connection: close on the rest.
-  void drain();
+  // Lifecycle phases (DESIGN section 10). Only inbound listeners drain; outbound ones keep
+  // serving normally until the process exits.
+  enum class DrainPhase {
+    None,
+    CloseAfterResponse,  // inbound responses carry Connection: close; still accepting
+    StopAccepting,       // inbound listeners closed, idle inbound connections closed
+  };
+  // Thread-safe. Moves to `phase` (never back).
+  void drain(DrainPhase phase);
+  // Thread-safe. True once the first snapshot's listeners all accept on this worker.
+  bool listening() const { return listening_.load(std::memory_order_acquire); }
   // Thread-safe. Close everything and leave the loop; join() afterwards.
   void stop();
   void join();
@@ -70,7 +79,7 @@ public:
   filters::degradation::DegradationState* degradation() { return degradation_; }
   const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
   upstream::WorkerClusterSharedPtr cluster(const std::string& name);
-  bool draining() const { return draining_; }
+  DrainPhase drainPhase() const { return drain_phase_; }
   void countLocalReply(std::string_view reason);
   http::http1::ServerCodecPool& codecPool() { return codec_pool_; }
   uint64_t random() { return rng_(); }
@@ -101,7 +110,9 @@ private:
   std::mt19937_64 rng_{std::random_device{}()};
   std::unique_ptr<filters::fault::WorkerFaults> faults_ =
       std::make_unique<filters::fault::WorkerFaults>(nullptr, store_, [this] { return rng_(); });
-  bool draining_{false};
+  DrainPhase drain_phase_{DrainPhase::None};
+  std::atomic<bool> listening_{false};
+  bool first_apply_{true};
 };
 
 }  // namespace levee::server
