@@ -162,7 +162,7 @@ Policy parsePolicy(LoadContext& ctx, const Node& root) {
   }
   MapReader top(ctx, root, "", "policy",
                 {"version", "service", "admin", "probes", "listeners", "upstreams", "metrics",
-                 "access_log", "drain"});
+                 "access_log", "drain", "companion"});
   if (!top.ok()) {
     return policy;
   }
@@ -201,6 +201,9 @@ Policy parsePolicy(LoadContext& ctx, const Node& root) {
   }
   if (const Node* drain = top.find("drain")) {
     parseDrain(ctx, *drain, policy.drain);
+  }
+  if (const Node* companion = top.find("companion")) {
+    detail::parseCompanion(ctx, *companion, "companion", policy.companion);
   }
   return policy;
 }

@@ -13,9 +13,11 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 10> kNotSupportedYet{{
     {"policy", "degradation", ""},
-    {"policy", "companion", ""},
+    {"companion", "failover", ""},
+    {"backup", "s3", ""},
+    {"backup", "wal_archive", ""},
     {"listener", "tls", ""},
     {"route", "fallback", ""},
     {"route", "fault", ""},

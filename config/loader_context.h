@@ -207,6 +207,10 @@ void parseHealthCheck(LoadContext& ctx, const Node& node, const std::string& pat
 void parseFailover(LoadContext& ctx, const Node& node, const std::string& path,
                    FailoverConfig& out);
 
+// `companion` (loader_companion.cc).
+void parseCompanion(LoadContext& ctx, const Node& node, const std::string& path,
+                    CompanionConfig& out);
+
 // The request resilience blocks of one route (loader_routes_resilience.cc). The route's own
 // checks (per_try_timeout against the route timeout) are done by the caller.
 void parseRetry(LoadContext& ctx, const Node& node, const std::string& path, RetryConfig& out);

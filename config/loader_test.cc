@@ -561,6 +561,13 @@ TEST(LoaderTest, NotSupportedYetKeysAreRejected) {
     } else if (n.section == "upstream") {
       insertAfter("  app:\n", "    " + key + ": " + value + "\n");
       path = "upstreams.app." + key, line = 11, column = 5;
+    } else if (n.section == "companion") {
+      yaml += "companion:\n  " + key + ": " + value + "\n";
+      path = "companion." + key, line = 14, column = 3;
+    } else if (n.section == "backup") {
+      yaml += "companion:\n  backup:\n    dir: /b\n    targets: { files: { paths: [/x] } }\n    " + key +
+              ": " + value + "\n";
+      path = "companion.backup." + key, line = 17, column = 5;
     } else if (n.section == "metrics" || n.section == "probes") {
       yaml += std::string(n.section) + ":\n  " + key + ": " + value + "\n";
       path = std::string(n.section) + "." + key, line = 14, column = 3;

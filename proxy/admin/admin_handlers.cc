@@ -139,6 +139,18 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     ctx.audit(req, r.status);
     return r;
   }
+  if (p.starts_with("/api/v1/")) {
+    if (isRead(req)) {
+      return ctx.companionApi(req);
+    }
+    if (auto err = checkAuth(ctx, req)) {
+      ctx.audit(req, err->status);
+      return *err;
+    }
+    AdminResponse r = ctx.companionApi(req);
+    ctx.audit(req, r.status);
+    return r;
+  }
   if (p.starts_with("/health/") || p == "/metrics") {
     return handleProbe(ctx, req);
   }

@@ -26,6 +26,9 @@ public:
   // breaker) and fills a JSON body.
   virtual int circuitBreakerAction(const std::string& upstream, const std::string& action,
                                    std::string& body_json) = 0;
+  // The companion's API under /api/v1/ (backup, failover: DESIGN section 7). Called after the
+  // bearer token was checked for every method but GET/HEAD; returns 404 for paths nobody serves.
+  virtual AdminResponse companionApi(const AdminRequest& req) { (void)req; return jsonError(404, "not found"); }
   // Audit trail of every mutation (who, what, outcome).
   virtual void audit(const AdminRequest& req, int status) = 0;
 };

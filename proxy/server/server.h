@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "companion/backup/backup_manager.h"
+#include "companion/operation_lock.h"
 #include "config/policy.h"
 #include "proxy/admin/admin_handlers.h"
 #include "proxy/admin/admin_server.h"
@@ -41,6 +43,7 @@ public:
   void audit(const admin::AdminRequest& req, int status) override;
   std::string circuitBreakersJson() override;
   int circuitBreakerAction(const std::string& upstream, const std::string& action, std::string& body) override;
+  admin::AdminResponse companionApi(const admin::AdminRequest& req) override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
@@ -56,6 +59,7 @@ private:
   void resolveDns();
   void onDrainTick();
   void shutdown();
+  void applyCompanion(const config::Policy& policy);
 
   Options options_;
   RealTimeSource time_;
@@ -79,6 +83,9 @@ private:
   std::map<std::string, std::pair<config::RetryConfig, router::RouteRetryStateSharedPtr>> retry_states_;
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
+  // The companion (DESIGN section 8): one lock shared by restore and failover.
+  companion::OperationLock companion_lock_;
+  std::unique_ptr<companion::backup::BackupManager> backup_;
   std::string admin_token_;
   std::string last_reload_error_;
   std::string last_reload_result_{"success"};
