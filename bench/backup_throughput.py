@@ -36,9 +36,11 @@ def main():
         pg.sql("CREATE DATABASE bench")
         rows = args.size_mb * 1024 * 1024 // 180  # ~180 bytes per row on disk with the index
         t0 = time.monotonic()
-        pg.sql("CREATE TABLE items (id bigint PRIMARY KEY, qty int, note text, payload text);"
-               "INSERT INTO items SELECT g, g %% 97, 'item ' || g, md5(g::text) || md5((g * 7)::text) "
-               "FROM generate_series(1, %d) g;" % rows, db="bench")
+        pg.sql("CREATE TABLE items (id bigint PRIMARY KEY, qty int, note text, payload text)", db="bench")
+        batch = 500000
+        for start in range(1, rows + 1, batch):  # batches: each psql call stays within its timeout
+            pg.sql("INSERT INTO items SELECT g, g %% 97, 'item ' || g, md5(g::text) || md5((g * 7)::text) "
+                   "FROM generate_series(%d, %d) g;" % (start, min(rows, start + batch - 1)), db="bench")
         size = int(pg.sql("SELECT pg_database_size('bench')"))
         print("loaded %d rows, database size %.0f MB in %.1fs" % (rows, size / 1e6, time.monotonic() - t0))
         ports = {"probes": h.free_port(), "admin": h.free_port(), "listener": h.free_port()}

@@ -565,6 +565,13 @@ std::string Server::metricsText() { return store_.renderPrometheus(); }
 void Server::applyCompanion(const config::Policy& policy) {
   const config::BackupConfig& backup = policy.companion.backup;
   if (!backup.enabled) {
+    if (backup_ && companion_lock_.held()) {
+      // Dropping the manager mid-restore would skip the restore's cleanup (temporary database,
+      // connections to the live one): keep it until a later reload.
+      LEVEE_LOG(Main, warn, "backup: companion.backup removed from the policy, but {} runs: kept for now",
+                companion_lock_.holder());
+      return;
+    }
     if (backup_) {
       LEVEE_LOG(Main, warn, "backup: companion.backup removed from the policy: backups stop");
     }
