@@ -188,7 +188,10 @@ void parsePostgresFailover(LoadContext& ctx, const Node& node, const std::string
 }  // namespace
 
 void parseCompanion(LoadContext& ctx, const Node& node, CompanionConfig& out) {
-  MapReader m(ctx, node, "companion", "companion", {"failover"});
+  MapReader m(ctx, node, "companion", "companion", {"failover", "backup"});
+  if (const Node* backup = m.find("backup")) {
+    parseBackup(ctx, *backup, m.path("backup"), out.backup);
+  }
   const Node* failover = m.find("failover");
   if (failover == nullptr) {
     return;

@@ -13,8 +13,9 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
-    {"companion", "backup", ""},
+constexpr std::array<NotSupportedYet, 9> kNotSupportedYet{{
+    {"backup", "s3", ""},
+    {"backup", "wal_archive", ""},
     {"lease", "backend", "etcd"},
     {"lease", "endpoints", ""},
     {"lease", "key", ""},

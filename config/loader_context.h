@@ -199,6 +199,8 @@ void parseUpstreams(LoadContext& ctx, const Node& node, const std::string& path,
 // The companion section and `endpoints_from` (loader_companion.cc). crossValidateCompanion
 // reports `endpoints_from` without a companion.failover.postgres section.
 void parseCompanion(LoadContext& ctx, const Node& node, CompanionConfig& out);
+// `companion.backup` (loader_companion_backup.cc).
+void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, BackupConfig& out);
 void parseEndpointsFrom(LoadContext& ctx, const Node& node, const std::string& path,
                         EndpointsFrom& out);
 void crossValidateCompanion(LoadContext& ctx, const Node& root, const Policy& policy);
@@ -217,6 +219,7 @@ void parseHealthCheck(LoadContext& ctx, const Node& node, const std::string& pat
                       HealthCheckConfig& out);
 void parseFailover(LoadContext& ctx, const Node& node, const std::string& path,
                    FailoverConfig& out);
+
 
 // The request resilience blocks of one route (loader_routes_resilience.cc). The route's own
 // checks (per_try_timeout against the route timeout) are done by the caller.

@@ -609,7 +609,7 @@ TEST(LoaderResilienceTest, DocsNotSupportedListMatchesTable) {
     EXPECT_NE(std::string::npos, section.find(entry)) << entry;
   }
   for (std::string_view landed : {"circuit_breaker", "outlier_detection", "health_check",
-                                  "failover", "hash_on", "ready_requires", "random", "retry",
+                                  "hash_on", "ready_requires", "random", "retry",
                                   "rate_limit", "fallback", "degradation", "fault"}) {
     EXPECT_EQ(std::string::npos, section.find(landed)) << landed;
   }

@@ -597,6 +597,10 @@ TEST(LoaderTest, NotSupportedYetKeysAreRejected) {
       }
       yaml += "        " + key + ": " + value + "\n";
       path = "companion.failover.postgres.lease." + key;
+    } else if (n.section == "backup") {
+      yaml += "companion:\n  backup:\n    dir: /b\n    targets: { files: { paths: [/x] } }\n    " + key +
+              ": " + value + "\n";
+      path = "companion.backup." + key, line = 17, column = 5;
     } else if (n.section == "metrics" || n.section == "probes" || n.section == "companion") {
       yaml += std::string(n.section) + ":\n  " + key + ": " + value + "\n";
       path = std::string(n.section) + "." + key, line = 14, column = 3;

@@ -420,8 +420,25 @@ struct PostgresFailoverConfig {
   bool operator==(const PostgresFailoverConfig&) const = default;
 };
 
+// `companion.backup` (DESIGN section 8; companion/README.md). Off unless the section is present.
+struct BackupConfig {
+  bool enabled{false};
+  std::string dir;                          // local store (required)
+  std::string postgres_dsn;                 // libpq connection string without dbname
+  std::vector<std::string> postgres_databases;
+  bool redis_enabled{false};
+  SocketAddress redis_address;
+  std::vector<std::string> file_paths;      // absolute directories, archived with tar
+  uint32_t retention_daily{7};
+  uint32_t retention_weekly{4};
+  uint32_t retention_monthly{12};
+  std::string schedule;                     // 5-field cron (UTC); empty: API only
+  bool operator==(const BackupConfig&) const = default;
+};
+
 struct CompanionConfig {
   PostgresFailoverConfig failover_postgres;
+  BackupConfig backup;
 };
 
 struct Policy {

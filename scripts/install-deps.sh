@@ -19,15 +19,15 @@ set -- "${args[@]+"${args[@]}"}"
 BUILD_PKGS=(
   build-essential cmake pkg-config git ca-certificates
   libuv1-dev node-llhttp libyaml-cpp-dev libnghttp2-dev libssl-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libpq-dev libhiredis-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev libpq-dev libhiredis-dev libcurl4-openssl-dev zlib1g-dev
 )
 TEST_PKGS=(
   nginx-light haproxy wrk nghttp2-client curl procps iproute2 prometheus python3
-  postgresql-15 util-linux
+  postgresql-15 postgresql-client-15 redis-server redis-tools tar util-linux
 )
 RUNTIME_PKGS=(
   libuv1 libyaml-cpp0.7 libnghttp2-14 libssl3 libspdlog1.10 libfmt9 libpq5 libhiredis0.14
-  libcurl4 ca-certificates
+  libcurl4 ca-certificates zlib1g postgresql-client-15 redis-tools tar
 )
 
 mode="${1:-all}"
@@ -81,7 +81,7 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts nginx/haproxy/prometheus services on install; tests run their own
 # instances on loopback ports, so stop the system ones where a service manager exists.
 if [[ "$mode" == all ]] && command -v service >/dev/null 2>&1; then
-  for s in nginx haproxy prometheus prometheus-node-exporter; do
+  for s in nginx haproxy prometheus prometheus-node-exporter postgresql redis-server; do
     $SUDO service "$s" stop >/dev/null 2>&1 || true
   done
 fi

@@ -299,6 +299,15 @@ AdminResponse handleAdmin(AdminContext& ctx, const AdminRequest& req) {
     }
     return authorizedJson(ctx, req, [&](std::string& body) { return ctx.failoverPromote(req.body, body); });
   }
+  if (p.starts_with("/api/v1/")) {
+    if (isRead(req)) {
+      return ctx.companionApi(req);
+    }
+    if (auto err = gateMutation(ctx, req)) {
+      return *err;
+    }
+    return audited(ctx, req, ctx.companionApi(req));
+  }
   if (p.starts_with("/health/") || p == "/metrics") {
     return handleProbe(ctx, req);
   }

@@ -72,6 +72,9 @@ public:
   // Probe listener: GET /primary, GET /replica?lag=16MB (Patroni style; see companion/README.md).
   virtual int failoverRoleHealth(std::string_view role, std::string_view query,
                                  std::string& body_json);
+  // The rest of the companion's API under /api/v1/ (backup: DESIGN section 7). Called after the
+  // mutation gate (token, body size) for every method but GET/HEAD; 404 for paths nobody serves.
+  virtual AdminResponse companionApi(const AdminRequest& req) { (void)req; return jsonError(404, "not found"); }
 };
 
 AdminResponse handleProbe(AdminContext& ctx, const AdminRequest& req);

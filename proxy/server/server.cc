@@ -531,6 +531,7 @@ int Server::run() {
   degradation_timer_ = main_.createTimer([this] { degradation_->tick(openBreakerPercent()); });
   degradation_timer_->enableRepeating(std::chrono::milliseconds(1000));
   restartHealthChecks();
+  applyCompanion(policy);
 
   signals_.push_back(std::make_unique<event::SignalWatcher>(main_, SIGTERM, [this] {
     beginDrain(true, std::nullopt, std::nullopt, "SIGTERM");
@@ -568,6 +569,7 @@ int Server::run() {
   retired_failover_.clear();
   drain_timer_.reset();
   drain_delay_timer_.reset();
+  backup_.reset();  // kills running backup children before the loop closes
   dns_.reset();
   probe_server_.reset();
   admin_server_.reset();
@@ -734,6 +736,7 @@ bool Server::applyPolicy(config::PolicyConstSharedPtr policy, std::string token,
   syncFailover();
   rebuildHostSets();
   restartHealthChecks();
+  applyCompanion(*policy);
   for (uint32_t i = 0; i < workers_.size(); ++i) {
     workers_[i]->applySnapshot(snapshot_, std::move(fds[i]));
   }
@@ -797,6 +800,47 @@ bool Server::ready(std::string& components) {
 }
 
 std::string Server::metricsText() { return store_.renderPrometheus(); }
+
+void Server::applyCompanion(const config::Policy& policy) {
+  const config::BackupConfig& backup = policy.companion.backup;
+  if (!backup.enabled) {
+    if (backup_ && companion_lock_.held()) {
+      // Dropping the manager mid-restore would skip the restore's cleanup (temporary database,
+      // connections to the live one): keep it until a later reload.
+      LEVEE_LOG(Main, warn, "backup: companion.backup removed from the policy, but {} runs: kept for now",
+                companion_lock_.holder());
+      return;
+    }
+    if (backup_) {
+      LEVEE_LOG(Main, warn, "backup: companion.backup removed from the policy: backups stop");
+    }
+    backup_.reset();
+    return;
+  }
+  if (!backup_) {
+    backup_ = std::make_unique<companion::backup::BackupManager>(main_, store_, companion_lock_, time_);
+  }
+  backup_->configure(backup);
+}
+
+admin::AdminResponse Server::companionApi(const admin::AdminRequest& req) {
+  const std::string& p = req.path;
+  if (p == "/api/v1/backup" || p.starts_with("/api/v1/backup/")) {
+    if (!backup_) {
+      return admin::jsonError(404, "companion.backup is not configured in the policy");
+    }
+    companion::backup::ApiResponse r = backup_->handle(req.method, p, req.body);
+    admin::AdminResponse out;
+    out.status = r.status;
+    out.body = std::move(r.body) + "\n";
+    if (r.status == 405) {
+      out.headers.emplace_back("allow", p.ends_with("/create") || p.find("/restore/") != std::string::npos
+                                            ? "POST" : (p.ends_with("/list") ? "GET, HEAD" : "GET, HEAD, DELETE"));
+    }
+    return out;
+  }
+  return admin::jsonError(404, "not found");
+}
 
 std::string Server::configJson() {
   std::string out;

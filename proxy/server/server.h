@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "companion/failover/failover_manager.h"
+#include "companion/backup/backup_manager.h"
+#include "companion/operation_lock.h"
 #include "config/policy.h"
 #include "filters/fault/fault_config.h"
 #include "proxy/admin/admin_handlers.h"
@@ -58,6 +60,7 @@ public:
   int failoverStatus(std::string& body) override;
   int failoverPromote(const std::string& request_body, std::string& body) override;
   int failoverRoleHealth(std::string_view role, std::string_view query, std::string& body) override;
+  admin::AdminResponse companionApi(const admin::AdminRequest& req) override;
 
 private:
   Status bindListeners(const config::Policy& policy, const std::vector<std::string>& keys,
@@ -96,6 +99,7 @@ private:
   double openBreakerPercent() const;
   void syncFailover();
   void shutdown();
+  void applyCompanion(const config::Policy& policy);
 
   Options options_;
   RealTimeSource time_;
@@ -131,6 +135,9 @@ private:
   event::TimerPtr degradation_timer_;
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
+  // The companion (DESIGN section 8): one lock shared by restore and failover.
+  companion::OperationLock companion_lock_;
+  std::unique_ptr<companion::backup::BackupManager> backup_;
   std::string admin_token_;
   // Last reload attempt, for GET /admin/config.
   std::string last_reload_result_{"none"};

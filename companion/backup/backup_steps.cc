@@ -1,0 +1,438 @@
+// The steps of backup and restore jobs (see backup_manager.h for how steps run).
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "companion/backup/backup_manager.h"
+#include "companion/backup/job.h"
+#include "companion/backup/retention.h"
+#include "proxy/common/logger.h"
+
+namespace levee::companion::backup {
+namespace {
+
+std::string firstLine(std::string_view s) {
+  std::string out(s.substr(0, s.find('\n')));
+  while (!out.empty() && (out.back() == '\r' || out.back() == ' ')) {
+    out.pop_back();
+  }
+  return out;
+}
+
+// Lines of `pg_restore --list` that are entries (comments start with ';').
+size_t tocEntries(std::string_view list) {
+  size_t n = 0;
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t end = list.find('\n', start);
+    std::string_view line = list.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (!line.empty() && line[0] != ';') {
+      ++n;
+    }
+    if (end == std::string_view::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+  return n;
+}
+
+size_t lineCount(std::string_view s) {
+  return static_cast<size_t>(std::ranges::count(s, '\n')) + (!s.empty() && s.back() != '\n' ? 1 : 0);
+}
+
+Status toolOk(const ToolResult& r, std::string_view tool) {
+  if (!r.exit.ok() || !r.sink_error.empty()) {
+    return makeError(r.describe(tool));
+  }
+  return {};
+}
+
+std::string shortId(const std::string& id) { return id.substr(id.size() > 8 ? id.size() - 8 : 0); }
+
+std::string sanitize(std::string s) {
+  std::ranges::replace(s, '-', '_');
+  std::ranges::transform(s, s.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+  return s;
+}
+
+// The databases must hold the same tables with the same row counts as the dump's snapshot.
+Status compareCounts(const std::map<std::string, uint64_t>& expected, const std::map<std::string, uint64_t>& got) {
+  std::string diff;
+  for (const auto& [table, rows] : expected) {
+    auto it = got.find(table);
+    if (it == got.end()) {
+      diff += " " + table + " missing;";
+    } else if (it->second != rows) {
+      diff += " " + table + " has " + std::to_string(it->second) + " rows, the backup " + std::to_string(rows) + ";";
+    }
+  }
+  for (const auto& [table, rows] : got) {
+    if (!expected.contains(table)) {
+      diff += " unexpected table " + table + ";";
+    }
+  }
+  if (!diff.empty()) {
+    diff.pop_back();
+    return makeError("verification of the restored database failed:" + diff);
+  }
+  return {};
+}
+
+// The pool half of opening the artifact being written.
+std::function<Status()> openSinkWork(Job& j, std::string file, bool gzip, std::string target, std::string kind,
+                                     std::string format) {
+  j.current = Artifact{};
+  j.current.target = std::move(target);
+  j.current.kind = std::move(kind);
+  j.current.file = file;
+  j.current.format = std::move(format);
+  j.sink = std::make_shared<storage::ArtifactSink>();
+  auto sink = j.sink;
+  const std::string path = j.store.artifactPath(j.id, file);
+  return [sink, path, gzip] { return sink->open(path, gzip); };
+}
+
+// The pool half of finishing and re-reading the artifact; `after` then checks the checksum.
+struct ReRead {
+  std::shared_ptr<storage::ArtifactSink> sink;
+  bool gzip{false};
+  Result<storage::ReReadResult> reread{storage::ReReadResult{}};
+};
+
+// The pool work that closes a gzip artifact and reads it back (inflating to `inflate_to` if set).
+std::function<Status()> finishAndReRead(Job& j, const std::shared_ptr<ReRead>& reread, std::string inflate_to) {
+  j.state = "verifying";
+  reread->sink = j.sink;
+  reread->gzip = true;
+  const std::string path = j.store.artifactPath(j.id, j.current.file);
+  return [reread, path, inflate_to]() -> Status {
+    LEVEE_RETURN_IF_ERROR(reread->sink->finish());
+    reread->reread = storage::reReadArtifact(path, true, inflate_to);
+    return {};
+  };
+}
+
+// Takes sizes and checksum from the finished sink; the bytes read back must be the bytes written.
+Status acceptReRead(Job& j, const ReRead& r) {
+  if (!r.reread) {
+    return std::unexpected(r.reread.error());
+  }
+  j.current.size = r.sink->storedBytes();
+  j.current.raw_size = r.sink->rawBytes();
+  j.current.sha256 = r.sink->sha256();
+  if (r.reread->sha256 != j.current.sha256 || r.reread->size != j.current.size ||
+      (r.gzip && r.reread->raw_size != j.current.raw_size)) {
+    return makeError("checksum re-read does not match what was written");
+  }
+  j.sink.reset();
+  return {};
+}
+
+}  // namespace
+
+void BackupManager::addPostgresSteps(const JobPtr& job) {
+  job->steps.push_back(toolStep(
+      "pg_dump --version", [](Job&) { return std::vector<std::string>{"pg_dump", "--version"}; },
+      [](Job& j, ToolResult& r) -> Status {
+        LEVEE_RETURN_IF_ERROR(toolOk(r, "pg_dump --version"));
+        j.entry.tool_versions["pg_dump"] = firstLine(r.captured);
+        j.pg_dump_major = pgToolMajor(r.captured);
+        if (j.pg_dump_major == 0) {
+          return makeError("cannot read the version in " + firstLine(r.captured));
+        }
+        return {};
+      },
+      false));
+  for (const std::string& db : job->config.postgres_databases) {
+    auto shared = std::make_shared<std::pair<std::string, std::map<std::string, uint64_t>>>();  // server version, counts
+    auto snapshot = std::make_shared<std::string>();
+    job->steps.push_back(poolStep(
+        "connect to " + db,
+        [db, shared, snapshot](Job& j) -> std::function<Status()> {
+          j.pg = std::make_shared<PgSession>();
+          auto pg = j.pg;
+          const std::string conninfo = conninfoFor(j.config.postgres_dsn, db);
+          return [pg, conninfo, shared, snapshot]() -> Status {
+            LEVEE_RETURN_IF_ERROR(pg->connect(conninfo));
+            LEVEE_ASSIGN_OR_RETURN(auto ver, pg->query("SHOW server_version_num"));
+            shared->first = ver.at(0).at(0);
+            // The dump and the row counts see the same snapshot: restores are verified against them.
+            LEVEE_RETURN_IF_ERROR(pg->exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"));
+            LEVEE_ASSIGN_OR_RETURN(auto snap, pg->query("SELECT pg_export_snapshot()"));
+            *snapshot = snap.at(0).at(0);
+            LEVEE_ASSIGN_OR_RETURN(shared->second, pg->rowCounts());
+            return {};
+          };
+        },
+        [db, shared, snapshot](Job& j) -> Status {
+          int64_t num = 0;
+          std::from_chars(shared->first.data(), shared->first.data() + shared->first.size(), num);
+          const int server_major = pgServerMajor(num);
+          j.entry.tool_versions["postgres_server:" + db] = shared->first;
+          if (j.pg_dump_major < server_major) {
+            return makeError("refusing: pg_dump " + std::to_string(j.pg_dump_major) +
+                             " is older than the server's major version " + std::to_string(server_major) +
+                             " (install a pg_dump >= " + std::to_string(server_major) + ")");
+          }
+          j.pg_snapshot = *snapshot;
+          return {};
+        }));
+    const std::string file = "postgres-" + db + ".dump";
+    job->steps.push_back(poolStep("open " + file, [file, db](Job& j) {
+      // pg_dump -Fc is already compressed: stored as it is.
+      return openSinkWork(j, file, false, "postgres:" + db, "postgres", "pg_dump custom");
+    }));
+    job->steps.push_back(toolStep(
+        "pg_dump " + db,
+        [db](Job& j) {
+          return std::vector<std::string>{"pg_dump", "-Fc", "--snapshot=" + j.pg_snapshot, "-d",
+                                          conninfoFor(j.config.postgres_dsn, db)};
+        },
+        [](Job&, ToolResult& r) { return toolOk(r, "pg_dump"); }, true));
+    auto reread = std::make_shared<ReRead>();
+    job->steps.push_back(poolStep(
+        "verify checksum of " + file,
+        [reread, shared](Job& j) -> std::function<Status()> {
+          j.state = "verifying";
+          reread->sink = j.sink;
+          auto pg = std::move(j.pg);
+          const std::string path = j.store.artifactPath(j.id, j.current.file);
+          j.current.row_counts = shared->second;
+          return [reread, pg, path]() -> Status {
+            auto st = reread->sink->finish();
+            (void)pg->exec("COMMIT");
+            pg->close();
+            LEVEE_RETURN_IF_ERROR(st);
+            reread->reread = storage::reReadArtifact(path, false, "");
+            return {};
+          };
+        },
+        [reread](Job& j) { return acceptReRead(j, *reread); }));
+    job->steps.push_back(toolStep(
+        "pg_restore --list " + file,
+        [](Job& j) {
+          return std::vector<std::string>{"pg_restore", "--list", j.store.artifactPath(j.id, j.current.file)};
+        },
+        [](Job& j, ToolResult& r) -> Status {
+          LEVEE_RETURN_IF_ERROR(toolOk(r, "pg_restore --list"));
+          const size_t entries = tocEntries(r.captured);
+          if (entries == 0) {
+            return makeError("pg_restore --list: the archive's table of contents is empty");
+          }
+          j.current.verified = "pg_restore --list: " + std::to_string(entries) + " entries; sha256 re-read";
+          j.entry.artifacts.push_back(std::move(j.current));
+          j.state = "running";
+          return {};
+        },
+        false));
+  }
+}
+
+void BackupManager::addRedisSteps(const JobPtr& job) {
+  job->steps.push_back(toolStep(
+      "redis-cli --version", [](Job&) { return std::vector<std::string>{"redis-cli", "--version"}; },
+      [](Job& j, ToolResult& r) -> Status {
+        LEVEE_RETURN_IF_ERROR(toolOk(r, "redis-cli --version"));
+        j.entry.tool_versions["redis-cli"] = firstLine(r.captured);
+        return {};
+      },
+      false));
+  const std::string file = "redis.rdb.gz";
+  job->steps.push_back(poolStep("open " + file, [file](Job& j) {
+    return openSinkWork(j, file, true, "redis", "redis", "rdb+gzip");
+  }));
+  job->steps.push_back(toolStep(
+      "redis-cli --rdb",
+      [](Job& j) {
+        return std::vector<std::string>{"redis-cli", "-h", j.config.redis_address.host, "-p",
+                                        std::to_string(j.config.redis_address.port), "--rdb", "-"};
+      },
+      [](Job&, ToolResult& r) { return toolOk(r, "redis-cli --rdb"); }, true));
+  auto reread = std::make_shared<ReRead>();
+  job->steps.push_back(poolStep(
+      "verify checksum of " + file,
+      [reread](Job& j) { return finishAndReRead(j, reread, j.store.setDir(j.id) + "/.redis-check.rdb"); },
+      [reread](Job& j) { return acceptReRead(j, *reread); }));
+  job->steps.push_back(toolStep(
+      "redis-check-rdb",
+      [](Job& j) { return std::vector<std::string>{"redis-check-rdb", j.store.setDir(j.id) + "/.redis-check.rdb"}; },
+      [](Job& j, ToolResult& r) -> Status {
+        if (!r.exit.ok()) {
+          std::string out = r.captured.size() > 1000 ? r.captured.substr(r.captured.size() - 1000) : r.captured;
+          return makeError("redis-check-rdb: " + r.exit.describe() + ": " + out);
+        }
+        j.current.verified = "redis-check-rdb: OK; sha256 re-read";
+        return {};
+      },
+      false));
+  job->steps.push_back(poolStep(
+      "clean up",
+      [](Job& j) -> std::function<Status()> {
+        const std::string check = j.store.setDir(j.id) + "/.redis-check.rdb";
+        return [check]() -> Status {
+          ::unlink(check.c_str());
+          return {};
+        };
+      },
+      [](Job& j) -> Status {
+        j.entry.artifacts.push_back(std::move(j.current));
+        j.state = "running";
+        return {};
+      }));
+}
+
+void BackupManager::addFilesSteps(const JobPtr& job) {
+  job->steps.push_back(toolStep(
+      "tar --version", [](Job&) { return std::vector<std::string>{"tar", "--version"}; },
+      [](Job& j, ToolResult& r) -> Status {
+        LEVEE_RETURN_IF_ERROR(toolOk(r, "tar --version"));
+        j.entry.tool_versions["tar"] = firstLine(r.captured);
+        return {};
+      },
+      false));
+  const std::string file = "files.tar.gz";
+  job->steps.push_back(poolStep("open " + file, [file](Job& j) {
+    return openSinkWork(j, file, true, "files", "files", "tar+gzip");
+  }));
+  job->steps.push_back(toolStep(
+      "tar",
+      [](Job& j) {
+        std::vector<std::string> args{"tar", "-cf", "-", "-C", "/", "--"};
+        for (const auto& p : j.config.file_paths) {
+          args.push_back(p.substr(1));
+        }
+        return args;
+      },
+      [](Job& j, ToolResult& r) -> Status {
+        // GNU tar exits 1 when a file changed while it was read: the archive is still usable.
+        if (r.sink_error.empty() && r.exit.spawn_error.empty() && r.exit.term_signal == 0 && r.exit.exit_code == 1) {
+          j.notes.push_back("tar: some files changed while they were read");
+          return {};
+        }
+        return toolOk(r, "tar");
+      },
+      true));
+  auto reread = std::make_shared<ReRead>();
+  job->steps.push_back(poolStep(
+      "verify checksum of " + file,
+      [reread](Job& j) { return finishAndReRead(j, reread, ""); },
+      [reread](Job& j) { return acceptReRead(j, *reread); }));
+  job->steps.push_back(toolStep(
+      "tar --list",
+      [](Job& j) { return std::vector<std::string>{"tar", "-tzf", j.store.artifactPath(j.id, j.current.file)}; },
+      [](Job& j, ToolResult& r) -> Status {
+        LEVEE_RETURN_IF_ERROR(toolOk(r, "tar --list"));
+        const size_t n = lineCount(r.captured);
+        if (n == 0) {
+          return makeError("tar --list: the archive is empty");
+        }
+        j.current.verified = "tar --list: " + std::to_string(n) + " entries; gzip and sha256 re-read";
+        j.entry.artifacts.push_back(std::move(j.current));
+        j.state = "running";
+        return {};
+      },
+      false));
+}
+
+void BackupManager::addFinalSteps(const JobPtr& job) {
+  job->steps.push_back(poolStep("write catalog entry", [this](Job& j) -> std::function<Status()> {
+    j.state = "verifying";
+    j.entry.finished_at = std::chrono::duration_cast<std::chrono::seconds>(
+                              time_.systemTime().time_since_epoch()).count();
+    j.entry.tags = tagsFor(catalog_, j.type, j.entry.finished_at);
+    if (j.entry.artifacts.empty()) {
+      return [] { return Status(makeError("nothing was backed up")); };
+    }
+    storage::LocalStore store = j.store;
+    CatalogEntry entry = j.entry;
+    return [store, entry]() { return store.writeEntry(entry); };
+  }));
+}
+
+void BackupManager::addRestoreSteps(const JobPtr& job) {
+  for (const Artifact& artifact : job->entry.artifacts) {
+    if (artifact.kind != "postgres") {
+      job->notes.push_back(artifact.target + ": not restored (restoring " + artifact.kind +
+                           " is not supported yet by this build)");
+      continue;
+    }
+    const std::string db = artifact.target.substr(artifact.target.find(':') + 1);
+    const std::string temp_db = sanitize(db) + "_rst_" + sanitize(shortId(job->id));
+    const std::string old_db = sanitize(db) + "_pre_" + sanitize(shortId(job->id));
+    const std::string path = job->store.artifactPath(job->entry.id, artifact.file);
+    job->steps.push_back(poolStep(
+        "create " + temp_db,
+        [artifact, temp_db, path](Job& j) -> std::function<Status()> {
+          j.restore_temp_db = temp_db;
+          const std::string conninfo = conninfoFor(j.config.postgres_dsn, "postgres");
+          return [artifact, temp_db, path, conninfo]() -> Status {
+            // The stored bytes must still be what was verified.
+            LEVEE_ASSIGN_OR_RETURN(auto reread, storage::reReadArtifact(path, false, ""));
+            if (reread.sha256 != artifact.sha256) {
+              return makeError(path + ": checksum mismatch (the stored backup changed since it was verified)");
+            }
+            PgSession maint;
+            LEVEE_RETURN_IF_ERROR(maint.connect(conninfo));
+            LEVEE_RETURN_IF_ERROR(maint.exec("DROP DATABASE IF EXISTS " + maint.quoteIdent(temp_db)));
+            return maint.exec("CREATE DATABASE " + maint.quoteIdent(temp_db) + " TEMPLATE template0");
+          };
+        }));
+    job->steps.push_back(toolStep(
+        "pg_restore into " + temp_db,
+        [temp_db, path](Job& j) {
+          return std::vector<std::string>{"pg_restore", "--no-owner", "--exit-on-error", "-d",
+                                          conninfoFor(j.config.postgres_dsn, temp_db), path};
+        },
+        [](Job&, ToolResult& r) { return toolOk(r, "pg_restore"); }, false));
+    job->steps.push_back(poolStep(
+        "verify " + temp_db + " and swap it in as " + db,
+        [artifact, temp_db, old_db, db](Job& j) -> std::function<Status()> {
+          j.restore_live_db = db;
+          const std::string maint_info = conninfoFor(j.config.postgres_dsn, "postgres");
+          const std::string temp_info = conninfoFor(j.config.postgres_dsn, temp_db);
+          return [artifact, temp_db, old_db, db, maint_info, temp_info]() -> Status {
+            {
+              PgSession restored;
+              LEVEE_RETURN_IF_ERROR(restored.connect(temp_info));
+              LEVEE_ASSIGN_OR_RETURN(auto counts, restored.rowCounts());
+              LEVEE_RETURN_IF_ERROR(compareCounts(artifact.row_counts, counts));
+            }
+            PgSession maint;
+            LEVEE_RETURN_IF_ERROR(maint.connect(maint_info));
+            LEVEE_ASSIGN_OR_RETURN(auto exists, maint.query("SELECT 1 FROM pg_database WHERE datname = $1", {db}));
+            const std::string live = maint.quoteIdent(db);
+            if (!exists.empty()) {
+              // No new sessions, end the current ones, then rename: the swap is two catalog updates.
+              LEVEE_RETURN_IF_ERROR(maint.exec("ALTER DATABASE " + live + " ALLOW_CONNECTIONS false"));
+              LEVEE_RETURN_IF_ERROR(maint.exec(
+                  "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                  {db}));
+              LEVEE_RETURN_IF_ERROR(maint.exec("DROP DATABASE IF EXISTS " + maint.quoteIdent(old_db)));
+              Status renamed;
+              for (int attempt = 0; attempt < 50; ++attempt) {  // terminated backends take a moment to exit
+                renamed = maint.exec("ALTER DATABASE " + live + " RENAME TO " + maint.quoteIdent(old_db));
+                if (renamed) {
+                  break;
+                }
+                ::usleep(100 * 1000);  // thread pool, not a loop
+              }
+              LEVEE_RETURN_IF_ERROR(renamed);
+              (void)maint.exec("ALTER DATABASE " + maint.quoteIdent(old_db) + " ALLOW_CONNECTIONS true");
+            }
+            return maint.exec("ALTER DATABASE " + maint.quoteIdent(temp_db) + " RENAME TO " + live);
+          };
+        },
+        [db, old_db](Job& j) -> Status {
+          j.restore_temp_db.clear();
+          j.restore_live_db.clear();
+          j.notes.push_back(db + ": restored, verified (tables and row counts) and swapped in; the previous "
+                            "database is kept as " + old_db);
+          return {};
+        }));
+  }
+}
+
+}  // namespace levee::companion::backup
