@@ -80,6 +80,7 @@ void parseTargets(LoadContext& ctx, const Node& node, const std::string& path, B
   }
 }
 
+}  // namespace
 
 void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, BackupConfig& out) {
   MapReader m(ctx, node, path, "backup", {"dir", "targets", "retention", "schedule"});
@@ -113,6 +114,5 @@ void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, Ba
     }
   }
 }
-
 
 }  // namespace levee::config::detail
