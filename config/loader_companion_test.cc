@@ -146,11 +146,11 @@ upstreams:
                           "endpoints or endpoints_from, not both"));
 }
 
-TEST(LoaderCompanionTest, BackupStaysNotSupportedHere) {
+// Backup and failover sit side by side in one companion section.
+TEST(LoaderCompanionTest, BackupBesideFailover) {
   EXPECT_THAT(errorsOf(policyWith("companion:\n  backup: { dir: /tmp }\n" +
                                   std::string(kCompanion).substr(11))),
-              ElementsAre("p.yaml:8:3: companion.backup: \"backup\" is not supported yet by this "
-                          "build"));
+              ElementsAre("p.yaml:8:11: companion.backup.targets: missing required key \"targets\""));
 }
 
 TEST(DsnTcpAddressTest, KeywordValueForms) {

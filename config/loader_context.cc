@@ -13,7 +13,7 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 9> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
     {"backup", "s3", ""},
     {"backup", "wal_archive", ""},
     {"lease", "backend", "etcd"},
