@@ -253,6 +253,23 @@ void ResponseCache::insert(const std::string& key, CachedResponseConstSharedPtr 
   evict(s);
 }
 
+bool ResponseCache::storedWithin(const std::string& key, const RequestHead& head,
+                                 std::chrono::milliseconds within) {
+  Shard& s = shardFor(key);
+  const MonotonicTime now = time_.monotonicTime();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto found = s.index.find(key);
+  if (found == s.index.end()) {
+    return false;
+  }
+  for (const CachedResponseConstSharedPtr& v : found->second->variants) {
+    if (varyMatches(*v, head)) {
+      return now - v->stored_at < within;
+    }
+  }
+  return false;
+}
+
 CachedResponseConstSharedPtr ResponseCache::lookup(const std::string& key, const RequestHead& head,
                                                    uint64_t& age_s) {
   Shard& s = shardFor(key);

@@ -75,6 +75,9 @@ public:
   // Stores (or replaces the variant with the same Vary values). Responses larger than a
   // shard's byte budget are dropped.
   void insert(const std::string& key, CachedResponseConstSharedPtr response);
+  // True when the variant for `head` was stored less than `within` ago: the router then skips
+  // capturing the response again (a hot key is re-stored at most once per `within`).
+  bool storedWithin(const std::string& key, const RequestHead& head, std::chrono::milliseconds within);
   // The variant matching `head`'s Vary headers, while younger than its serve_for; `age_s`
   // gets its current age in seconds (Age header).
   CachedResponseConstSharedPtr lookup(const std::string& key, const RequestHead& head,

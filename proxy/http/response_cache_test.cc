@@ -109,6 +109,18 @@ TEST_F(ResponseCacheTest, ServedUntilMaxStaleWithAge) {
   EXPECT_EQ(cache.lookup(ResponseCache::keyFor(req), req, age), nullptr);
 }
 
+TEST_F(ResponseCacheTest, StoredWithinTellsWhetherARecaptureIsDue) {
+  ResponseCache cache(1 << 20, 100, time_);
+  RequestHead req = get("/a");
+  const std::string key = ResponseCache::keyFor(req);
+  EXPECT_FALSE(cache.storedWithin(key, req, std::chrono::seconds(1)));
+  cache.insert(key, capture(req, ok()));
+  time_.advance(std::chrono::milliseconds(999));
+  EXPECT_TRUE(cache.storedWithin(key, req, std::chrono::seconds(1)));
+  time_.advance(std::chrono::milliseconds(1));
+  EXPECT_FALSE(cache.storedWithin(key, req, std::chrono::seconds(1)));
+}
+
 TEST_F(ResponseCacheTest, UpstreamAgeCountsTowardsStaleness) {
   ResponseCache cache(1 << 20, 100, time_);
   RequestHead req = get("/a");

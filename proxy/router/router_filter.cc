@@ -11,6 +11,9 @@ constexpr size_t kMaxBufferedBody = 1024 * 1024;
 // Request body kept for a fallback upstream when the route has no retry block (retry.max_body_bytes
 // otherwise).
 constexpr uint64_t kFallbackMaxBodyBytes = 64 * 1024;
+// A stored response younger than this is not captured again: a hot key costs one copy per
+// second, not one per request.
+constexpr std::chrono::milliseconds kStaleRefresh{1000};
 }  // namespace
 
 RouterFilter::~RouterFilter() = default;
@@ -492,7 +495,8 @@ void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) 
     cb_->streamInfo().fallback = fallbackKindName(config::FallbackEntry::Kind::Upstream);
     cb_->streamInfo().reason = config::fallbackReasonName(fallback_reason_);
     fallback_->countServed(fallback_reason_, config::FallbackEntry::Kind::Upstream);
-  } else if (!cache_key_.empty() && !in_fallback_ && head.status != 101) {
+  } else if (!cache_key_.empty() && !in_fallback_ && head.status != 101 &&
+             !fallback_->stale->storedWithin(cache_key_, cb_->requestHead(), kStaleRefresh)) {
     capture_ = http::beginCapture(cb_->requestHead(), head, fallback_->stale_policy,
                                   std::chrono::steady_clock::now());
   }
