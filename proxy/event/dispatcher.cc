@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include "proxy/common/assert.h"
+#include "proxy/event/deadline.h"
 #include "proxy/event/tcp_socket.h"
 
 namespace levee::event {
@@ -110,6 +111,8 @@ Dispatcher::~Dispatcher() {
 
 void Dispatcher::shutdown() {
   clearDeferred();
+  last_deadline_queue_ = nullptr;
+  deadline_queues_.clear();  // closes their timers while the loop can still free them
   {
     std::lock_guard<std::mutex> lock(post_mutex_);
     posted_.clear();
@@ -248,5 +251,17 @@ void Dispatcher::clearDeferred() {
 }
 
 uint64_t Dispatcher::nowMs() const { return uv_now(loop_); }
+
+DeadlineQueue& Dispatcher::deadlineQueue(std::chrono::milliseconds duration) {
+  if (last_deadline_queue_ != nullptr && last_deadline_queue_->duration() == duration) {
+    return *last_deadline_queue_;
+  }
+  std::unique_ptr<DeadlineQueue>& q = deadline_queues_[duration.count()];
+  if (!q) {
+    q = std::make_unique<DeadlineQueue>(*this, duration);
+  }
+  last_deadline_queue_ = q.get();
+  return *q;
+}
 
 }  // namespace levee::event

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 struct uv_loop_s;
@@ -22,6 +23,7 @@ struct uv_signal_s;
 namespace levee::event {
 
 class Dispatcher;
+class DeadlineQueue;
 class TcpSocket;
 
 // Objects retired with Dispatcher::deferredDelete() are destroyed at the start of the next
@@ -93,6 +95,8 @@ public:
     deferredDelete(std::make_unique<Holder>(std::move(obj)));
   }
   TimerPtr createTimer(std::function<void()> cb) { return std::make_unique<Timer>(*this, std::move(cb)); }
+  // The shared queue for deadlines of `duration` (proxy/event/deadline.h), created on first use.
+  DeadlineQueue& deadlineQueue(std::chrono::milliseconds duration);
   bool isThreadSafe() const { return std::this_thread::get_id() == thread_id_; }
   // Sets the thread that runs this loop (defaults to the constructing thread).
   void bindToCurrentThread() { thread_id_ = std::this_thread::get_id(); }
@@ -124,6 +128,10 @@ private:
   std::vector<std::function<void()>> posted_;
   std::vector<DeferredDeletablePtr> to_delete_;
   std::vector<TcpSocket*> to_flush_;
+  // One per distinct duration ever armed (route and per-try timeouts: a handful), kept for the
+  // dispatcher's life; the last one used is checked first.
+  std::unordered_map<int64_t, std::unique_ptr<DeadlineQueue>> deadline_queues_;
+  DeadlineQueue* last_deadline_queue_{nullptr};
   bool exit_requested_{false};
 };
 

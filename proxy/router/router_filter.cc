@@ -38,9 +38,7 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
   info.upstream_name = route_->route->upstream;
   info.route_stats = ctx_.routeStats(*table_, *route_);
   fallback_ = route_->fallback.get();
-  if (fallback_ != nullptr && fallback_->stale) {
-    cache_key_ = http::ResponseCache::keyFor(head);
-  }
+  cacheable_ = fallback_ != nullptr && fallback_->stale && (head.method == "GET" || head.method == "HEAD");
   retain_body_ = route_->route->retry.enabled || (fallback_ != nullptr && fallback_->has_upstream_entry);
   chunked_ = head.chunked;
   head_request_ = head.method == "HEAD";
@@ -83,8 +81,7 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
     }
   }
   if (route_->route->timeout.count() > 0) {
-    timeout_timer_ = cb_->dispatcher().createTimer([this] { onTimeout(); });
-    timeout_timer_->enable(route_->route->timeout);
+    timeout_deadline_.arm(cb_->dispatcher(), route_->route->timeout);
     has_deadline_ = true;
     deadline_ = std::chrono::steady_clock::now() + route_->route->timeout;
   }
@@ -107,10 +104,7 @@ void RouterFilter::requestConnection() {
   response_status_ = 0;
   uint64_t key = cluster_->config().load_balancer == config::LoadBalancerKind::Hash ? hashKey(cb_->requestHead()) : 0;
   if (retry_cfg_ != nullptr && retry_cfg_->per_try_timeout.count() > 0) {
-    if (!per_try_timer_) {
-      per_try_timer_ = cb_->dispatcher().createTimer([this] { onPerTryTimeout(); });
-    }
-    per_try_timer_->enable(retry_cfg_->per_try_timeout);
+    per_try_deadline_.arm(cb_->dispatcher(), retry_cfg_->per_try_timeout);
   }
   // A retry (or a stale-connection replay) prefers another endpoint than the one that failed.
   // newStream may call back synchronously (and a fallback leg started from there may already
@@ -229,9 +223,7 @@ void RouterFilter::onBackoffElapsed() {
 }
 
 void RouterFilter::endRetryAttempt() {
-  if (per_try_timer_) {
-    per_try_timer_->disable();
-  }
+  per_try_deadline_.cancel();
   if (retry_budget_held_) {
     retry_budget_held_ = false;
     retry_state_->budget->onRetryEnd();
@@ -487,26 +479,29 @@ void RouterFilter::onUpstreamHeaders(http::ResponseHead& head, bool end_stream) 
       return;
     }
   }
-  if (per_try_timer_) {
-    per_try_timer_->disable();
-  }
+  per_try_deadline_.cancel();
   if (in_fallback_ && head.status != 100 && head.status != 101) {
     head.headers.add("x-levee-fallback", "upstream");
     cb_->streamInfo().fallback = fallbackKindName(config::FallbackEntry::Kind::Upstream);
     cb_->streamInfo().reason = config::fallbackReasonName(fallback_reason_);
     fallback_->countServed(fallback_reason_, config::FallbackEntry::Kind::Upstream);
-  } else if (!cache_key_.empty() && !in_fallback_ && head.status != 101 &&
-             !fallback_->stale->storedWithin(cache_key_, cb_->requestHead(), kStaleRefresh)) {
-    capture_ = http::beginCapture(cb_->requestHead(), head, fallback_->stale_policy,
-                                  std::chrono::steady_clock::now());
+  } else if (cacheable_ && !in_fallback_ && head.status >= 200 && head.status <= 299) {
+    const uint64_t digest = http::ResponseCache::digestFor(cb_->requestHead(), head);
+    if (!fallback_->stale->storedWithin(digest, kStaleRefresh)) {
+      capture_ = http::beginCapture(cb_->requestHead(), head, fallback_->stale_policy,
+                                    std::chrono::steady_clock::now());
+      if (capture_) {
+        capture_->digest = digest;
+      }
+    }
   }
   response_started_forwarded_ = head.status != 100;
   countFinal(head.status < 500);
   if (head.status == 101) {
     recordOutcome(upstream::AttemptOutcome::Response, head.status);
   }
-  if (timeout_timer_ && head.status == 101) {
-    timeout_timer_->disable();  // a tunnel has no request deadline
+  if (head.status == 101) {
+    timeout_deadline_.cancel();  // a tunnel has no request deadline
   }
   if (head.status == 101) {
     tunnel_ = true;
@@ -543,12 +538,8 @@ void RouterFilter::onUpstreamData(const char* data, size_t len, bool end_stream)
 }
 
 void RouterFilter::finishExchange(bool reusable) {
-  if (timeout_timer_) {
-    timeout_timer_->disable();
-  }
-  if (per_try_timer_) {
-    per_try_timer_->disable();
-  }
+  timeout_deadline_.cancel();
+  per_try_deadline_.cancel();
   if (reusable) {
     recordOutcome(upstream::AttemptOutcome::Response, response_status_);
   }
@@ -641,9 +632,9 @@ void RouterFilter::localReply(int status, std::string_view reason, std::string_v
 
 void RouterFilter::onDestroy() {
   destroyed_ = true;
-  timeout_timer_.reset();
+  timeout_deadline_.cancel();
   endRetryAttempt();
-  per_try_timer_.reset();
+  per_try_deadline_.cancel();
   backoff_timer_.reset();
   if (budget_request_counted_) {
     budget_request_counted_ = false;
@@ -727,7 +718,7 @@ bool RouterFilter::chainCanAnswer(config::FallbackReason why, size_t from) {
         return true;
       case config::FallbackEntry::Kind::Stale: {
         uint64_t age = 0;
-        if (!cache_key_.empty() && fallback_->stale->lookup(cache_key_, cb_->requestHead(), age)) {
+        if (cacheable_ && fallback_->stale->lookup(cacheKey(), cb_->requestHead(), age)) {
           return true;
         }
         break;
@@ -751,11 +742,11 @@ bool RouterFilter::chainCanAnswer(config::FallbackReason why, size_t from) {
 }
 
 bool RouterFilter::serveStale(config::FallbackReason why) {
-  if (cache_key_.empty()) {
+  if (!cacheable_) {
     return false;
   }
   uint64_t age = 0;
-  http::CachedResponseConstSharedPtr r = fallback_->stale->lookup(cache_key_, cb_->requestHead(), age);
+  http::CachedResponseConstSharedPtr r = fallback_->stale->lookup(cacheKey(), cb_->requestHead(), age);
   if (!r) {
     return false;
   }
@@ -817,10 +808,7 @@ bool RouterFilter::startFallbackUpstream(const config::FallbackEntry& entry, con
   const std::chrono::milliseconds t = entry.timeout.count() > 0 ? entry.timeout : route_->route->timeout;
   has_deadline_ = t.count() > 0;
   if (has_deadline_) {
-    if (!timeout_timer_) {
-      timeout_timer_ = cb_->dispatcher().createTimer([this] { onTimeout(); });
-    }
-    timeout_timer_->enable(t);
+    timeout_deadline_.arm(cb_->dispatcher(), t);
     deadline_ = std::chrono::steady_clock::now() + t;
   }
   requestConnection();
@@ -828,9 +816,7 @@ bool RouterFilter::startFallbackUpstream(const config::FallbackEntry& entry, con
 }
 
 void RouterFilter::quiesce() {
-  if (timeout_timer_) {
-    timeout_timer_->disable();
-  }
+  timeout_deadline_.cancel();
   if (backoff_timer_) {
     backoff_timer_->disable();
   }
@@ -859,9 +845,16 @@ void RouterFilter::answer(http::ResponseHead& head, std::string_view body, confi
   cb_->encodeData(body.data(), body.size(), true);
 }
 
+const std::string& RouterFilter::cacheKey() {
+  if (cache_key_.empty()) {
+    cache_key_ = http::ResponseCache::keyFor(cb_->requestHead());
+  }
+  return cache_key_;
+}
+
 void RouterFilter::storeCapture() {
   if (capture_) {
-    fallback_->stale->insert(cache_key_, std::move(capture_));
+    fallback_->stale->insert(cacheKey(), std::move(capture_));
     capture_.reset();
   }
 }

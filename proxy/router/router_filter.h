@@ -7,6 +7,7 @@
 #include <string>
 
 #include "proxy/api/http/filter.h"
+#include "proxy/event/deadline.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/router/route_table.h"
 #include "proxy/common/circuit_breaker.h"
@@ -90,6 +91,8 @@ private:
               config::FallbackEntry::Kind kind);
   // Stops timers, pool requests and the connection of the current leg.
   void quiesce();
+  // The stale store key of this request (built on first use: only captures and lookups need it).
+  const std::string& cacheKey();
   void storeCapture();
 
   RouterContext& ctx_;
@@ -102,7 +105,8 @@ private:
   upstream::HostConstSharedPtr host_;
   std::string upstream_head_;
   std::string body_buffer_;  // request body received before the connection was ready
-  event::TimerPtr timeout_timer_;
+  // Route (or fallback entry) timeout: shared per-duration queues, no timer per request.
+  event::Deadline timeout_deadline_{[](void* self) { static_cast<RouterFilter*>(self)->onTimeout(); }, this};
   uint64_t body_sent_{0};
   bool request_complete_{false};
   bool chunked_{false};
@@ -129,13 +133,16 @@ private:
   bool retry_budget_held_{false};
   bool budget_request_counted_{false};
   bool final_counted_{false};
-  event::TimerPtr per_try_timer_;
+  event::Deadline per_try_deadline_{[](void* self) { static_cast<RouterFilter*>(self)->onPerTryTimeout(); },
+                                    this};
   event::TimerPtr backoff_timer_;
   bool has_deadline_{false};
   std::chrono::steady_clock::time_point deadline_;
   // Fallback state.
   const RouteFallbackState* fallback_{nullptr};  // the route's (pinned by table_); null: none
-  std::string cache_key_;                        // stale store key; empty: nothing to store/serve
+  bool cacheable_{false};                        // GET/HEAD on a route with a stale entry
+  std::string cache_key_;                        // built by cacheKey() on first use
+
   http::CachedResponseSharedPtr capture_;        // the response being recorded for the store
   bool retain_body_{false};   // keep the request body for a retry or a fallback upstream
   bool sent_upstream_{false};  // a request head went to some upstream
