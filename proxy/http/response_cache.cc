@@ -1,8 +1,8 @@
 #include "proxy/http/response_cache.h"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
+#include <random>
 
 #include "proxy/common/hash.h"
 #include "proxy/common/strings.h"
@@ -65,11 +65,26 @@ bool isStorableHeader(std::string_view name) {
          !equalsIgnoreCase(name, "x-request-id");
 }
 
+char lowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
+
 std::string lowerCopy(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(), lowerAscii);
   return out;
+}
+
+// Calls fn for each non-empty, OWS-trimmed item of a comma-separated header value.
+template <typename Fn>
+void forEachListItem(std::string_view list, Fn&& fn) {
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t end = std::min(list.find(',', pos), list.size());
+    std::string_view item = trimOws(list.substr(pos, end - pos));
+    pos = end + 1;
+    if (!item.empty()) {
+      fn(item);
+    }
+  }
 }
 
 bool varyMatches(const CachedResponse& r, const RequestHead& head) {
@@ -129,20 +144,18 @@ CachedResponseSharedPtr beginCapture(const RequestHead& req, const ResponseHead&
   for (size_t i = 0; i < h.size(); ++i) {
     std::string_view name = h.name(i);
     if (equalsIgnoreCase(name, "vary")) {
-      std::string_view list = h.value(i);
-      size_t pos = 0;
-      while (pos <= list.size()) {
-        size_t end = std::min(list.find(',', pos), list.size());
-        std::string_view v = trimOws(list.substr(pos, end - pos));
-        pos = end + 1;
+      bool star = false;
+      forEachListItem(h.value(i), [&](std::string_view v) {
         if (v == "*") {
-          return nullptr;  // varies on something we cannot see
+          star = true;
+          return;
         }
-        if (!v.empty()) {
-          std::string lname = lowerCopy(v);
-          std::string value(req.headers.get(lname));
-          r->vary.emplace_back(std::move(lname), std::move(value));
-        }
+        std::string lname = lowerCopy(v);
+        std::string value(req.headers.get(lname));
+        r->vary.emplace_back(std::move(lname), std::move(value));
+      });
+      if (star) {
+        return nullptr;  // varies on something we cannot see
       }
     }
     if (equalsIgnoreCase(name, "age")) {
@@ -167,7 +180,7 @@ CachedResponseSharedPtr beginCapture(const RequestHead& req, const ResponseHead&
 }
 
 ResponseCache::ResponseCache(uint64_t max_bytes, uint32_t max_entries, const TimeSource& time)
-    : time_(time) {
+    : time_(time), epoch_(time.monotonicTime()) {
   // Small stores keep one shard so their bounds are exact; large ones spread the lock.
   size_t n = max_entries >= 1024 ? kShardsForLargeStores : 1;
   for (size_t i = 0; i < n; ++i) {
@@ -186,11 +199,37 @@ std::string ResponseCache::keyFor(const RequestHead& head) {
   key.reserve(5 + host.size() + head.target.size());
   key.append("GET ");
   for (char c : host) {
-    key.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    key.push_back(lowerAscii(c));
   }
   key.push_back(' ');
   key.append(head.target);
   return key;
+}
+
+uint64_t ResponseCache::digestFor(const RequestHead& req, const ResponseHead& resp) {
+  // The host is hashed as sent (keyFor lower-cases it): a host spelled in two cases is two
+  // digests, which costs at most one extra capture per refresh interval, never a wrong answer.
+  // The seed is random per process: nobody outside can aim collisions at a key's slot.
+  static const uint64_t seed = std::random_device{}() * 0x9e3779b97f4a7c15ULL + std::random_device{}();
+  auto hash = [](std::string_view v) { return fastHash64(v, seed); };
+  uint64_t digest = hash(req.target) ^ (hash(req.headers.get("host")) * 31);
+  const HeaderMap& h = resp.headers;
+  for (size_t i = 0; i < h.size(); ++i) {
+    if (h.name(i).size() != 4 || !equalsIgnoreCase(h.name(i), "vary")) {
+      continue;
+    }
+    // The same names, in the same order, as beginCapture records in CachedResponse::vary.
+    forEachListItem(h.value(i), [&](std::string_view name) {
+      const std::string lname = lowerCopy(name);
+      digest = hashCombine(digest, hashCombine(hash(lname), hash(req.headers.get(lname))));
+    });
+  }
+  return digest;
+}
+
+uint32_t ResponseCache::nowMs() const {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(time_.monotonicTime() - epoch_);
+  return static_cast<uint32_t>(ms.count());
 }
 
 ResponseCache::Shard& ResponseCache::shardFor(std::string_view key) {
@@ -214,6 +253,10 @@ void ResponseCache::insert(const std::string& key, CachedResponseConstSharedPtr 
   const size_t size = response->bytes() + key.size();
   if (size > shard_max_bytes_) {
     return;
+  }
+  if (response->digest != 0) {
+    const uint64_t slot = (response->digest & 0xffffffff00000000ULL) | nowMs();
+    recent_[response->digest % kRecentSlots].store(slot, std::memory_order_relaxed);
   }
   Shard& s = shardFor(key);
   CachedResponseConstSharedPtr replaced;  // freed after the lock is released
@@ -253,21 +296,14 @@ void ResponseCache::insert(const std::string& key, CachedResponseConstSharedPtr 
   evict(s);
 }
 
-bool ResponseCache::storedWithin(const std::string& key, const RequestHead& head,
-                                 std::chrono::milliseconds within) {
-  Shard& s = shardFor(key);
-  const MonotonicTime now = time_.monotonicTime();
-  std::lock_guard<std::mutex> lock(s.mu);
-  auto found = s.index.find(key);
-  if (found == s.index.end()) {
+bool ResponseCache::storedWithin(uint64_t digest, std::chrono::milliseconds within) const {
+  const uint64_t slot = recent_[digest % kRecentSlots].load(std::memory_order_relaxed);
+  if ((slot >> 32) != (digest >> 32)) {
     return false;
   }
-  for (const CachedResponseConstSharedPtr& v : found->second->variants) {
-    if (varyMatches(*v, head)) {
-      return now - v->stored_at < within;
-    }
-  }
-  return false;
+  // Unsigned difference: correct across the 2^32 ms wrap of the stored time.
+  const uint32_t age_ms = nowMs() - static_cast<uint32_t>(slot);
+  return age_ms < static_cast<uint64_t>(within.count());
 }
 
 CachedResponseConstSharedPtr ResponseCache::lookup(const std::string& key, const RequestHead& head,

@@ -8,6 +8,8 @@
 // request headers named by the response's Vary are part of the match: up to kMaxVariants
 // variants per key, `Vary: *` is never stored.
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -43,6 +45,7 @@ struct CachedResponse {
   MonotonicTime stored_at;
   uint64_t initial_age_s{0};          // the upstream's Age header
   std::chrono::seconds serve_for{0};  // served while its age is below this
+  uint64_t digest{0};                 // ResponseCache::digestFor of the exchange (0: none)
   size_t bytes() const;
 };
 using CachedResponseSharedPtr = std::shared_ptr<CachedResponse>;
@@ -71,13 +74,20 @@ public:
 
   // "GET host target" for GET and HEAD; empty for other methods (nothing to look up).
   static std::string keyFor(const RequestHead& head);
+  // A 64-bit digest of keyFor(req) and the request's values of the headers `resp` names in
+  // Vary: one variant. Built without allocating (the hot path calls it for every response).
+  static uint64_t digestFor(const RequestHead& req, const ResponseHead& resp);
 
   // Stores (or replaces the variant with the same Vary values). Responses larger than a
   // shard's byte budget are dropped.
   void insert(const std::string& key, CachedResponseConstSharedPtr response);
-  // True when the variant for `head` was stored less than `within` ago: the router then skips
-  // capturing the response again (a hot key is re-stored at most once per `within`).
-  bool storedWithin(const std::string& key, const RequestHead& head, std::chrono::milliseconds within);
+  // True when the variant with this digest was inserted less than `within` ago: the router then
+  // skips capturing the response again (a hot key is re-stored at most once per `within`).
+  // Lock-free: a table of kRecentSlots slots holding a digest tag and the insert time. A slot
+  // taken over by another digest answers false (one capture too many, never one too few
+  // beyond `within`); an entry evicted within `within` of its insert is re-captured when the
+  // window ends.
+  bool storedWithin(uint64_t digest, std::chrono::milliseconds within) const;
   // The variant matching `head`'s Vary headers, while younger than its serve_for; `age_s`
   // gets its current age in seconds (Age header).
   CachedResponseConstSharedPtr lookup(const std::string& key, const RequestHead& head,
@@ -103,7 +113,13 @@ private:
   void evict(Shard& s);
   void erase(Shard& s, std::list<Entry>::iterator it);
 
+  static constexpr size_t kRecentSlots = 4096;
+  uint32_t nowMs() const;
+
   const TimeSource& time_;
+  const MonotonicTime epoch_;
+  // Per slot: digest's high 32 bits << 32 | insert time in ms since epoch_ (mod 2^32).
+  std::array<std::atomic<uint64_t>, kRecentSlots> recent_{};
   std::vector<std::unique_ptr<Shard>> shards_;
   size_t shard_max_bytes_;
   size_t shard_max_entries_;
