@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "proxy/common/sliding_window.h"
+#include "proxy/common/spin_lock.h"
 #include "proxy/common/time_source.h"
 
 namespace levee::common {
@@ -129,7 +130,7 @@ private:
   RandomFn random_;
   const TransitionCallback on_transition_;
 
-  mutable std::mutex mu_;
+  mutable SpinLock mu_;
   State state_{State::Closed};
   uint64_t generation_{1};
   uint32_t consecutive_failures_{0};

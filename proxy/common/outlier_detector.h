@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "proxy/common/spin_lock.h"
 #include "proxy/common/time_source.h"
 
 namespace levee::common {
@@ -89,7 +90,7 @@ private:
   const OutlierParams params_;
   const TimeSource& time_;
 
-  mutable std::mutex mu_;
+  mutable SpinLock mu_;
   std::vector<EndpointState> endpoints_;
   size_t ejected_count_{0};
   MonotonicTime interval_start_;

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "proxy/common/spin_lock.h"
 #include "proxy/common/time_source.h"
 
 namespace levee::common {
@@ -125,7 +126,7 @@ private:
   const int64_t reserve_;  // 1e-6 tokens
   const std::chrono::nanoseconds width_;
 
-  mutable std::mutex mu_;
+  mutable SpinLock mu_;
   std::vector<Bucket> buckets_;  // allocated once
   int64_t newest_epoch_;
 };

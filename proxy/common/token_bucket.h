@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/common/spin_lock.h"
 #include "proxy/common/time_source.h"
 
 namespace levee::common {
@@ -28,7 +29,8 @@ public:
   struct Decision {
     bool allowed{false};
     uint32_t remaining{0};                   // whole tokens left after this take
-    std::chrono::milliseconds retry_after{0};  // until >= 1 token (0: one is available now)
+    // Computed for a refused take only (the 429's headers); 0 when allowed.
+    std::chrono::milliseconds retry_after{0};  // until >= 1 token
     std::chrono::milliseconds reset{0};        // until full again
   };
 
@@ -85,7 +87,7 @@ private:
     TokenBucket bucket;
   };
   struct Shard {
-    std::mutex mu;
+    SpinLock mu;
     size_t capacity{0};
     std::list<Entry> lru;  // most recently used first
     // Views into the keys owned by `lru` nodes (list nodes never move).
