@@ -32,31 +32,58 @@ int64_t SlidingWindow::epochOf(MonotonicTime t) const {
   return q;
 }
 
+size_t SlidingWindow::slotOf(int64_t epoch) const {
+  const auto n = static_cast<int64_t>(buckets_.size());
+  return static_cast<size_t>(((epoch % n) + n) % n);
+}
+
+void SlidingWindow::advanceTo(int64_t epoch) {
+  if (newest_epoch_ != kEmpty && epoch > newest_epoch_) {
+    // The slots of epochs newest+1 .. epoch hold buckets that leave the window now.
+    const auto n = static_cast<int64_t>(buckets_.size());
+    const int64_t steps = std::min(epoch - newest_epoch_, n);
+    for (int64_t i = 1; i <= steps; ++i) {
+      Bucket& b = buckets_[slotOf(newest_epoch_ + i)];
+      if (b.epoch != kEmpty) {
+        sum_.total -= b.counts.total;
+        sum_.failures -= b.counts.failures;
+        sum_.slow -= b.counts.slow;
+      }
+      b = Bucket{kEmpty, {}};
+    }
+  }
+  newest_epoch_ = std::max(epoch, newest_epoch_);
+}
+
 void SlidingWindow::record(MonotonicTime now, bool failure, bool slow) {
   const int64_t epoch = std::max(epochOf(now), newest_epoch_);
-  newest_epoch_ = epoch;
-  const auto n = static_cast<int64_t>(buckets_.size());
-  Bucket& b = buckets_[static_cast<size_t>(((epoch % n) + n) % n)];
-  if (b.epoch != epoch) {
-    // The slot holds a bucket at least one full window old: reuse it.
-    b = Bucket{epoch, {}};
-  }
+  advanceTo(epoch);
+  Bucket& b = buckets_[slotOf(epoch)];
+  b.epoch = epoch;
   ++b.counts.total;
   b.counts.failures += failure ? 1 : 0;
   b.counts.slow += slow ? 1 : 0;
+  ++sum_.total;
+  sum_.failures += failure ? 1 : 0;
+  sum_.slow += slow ? 1 : 0;
 }
 
 WindowTotals SlidingWindow::totals(MonotonicTime now) const {
-  const int64_t current = std::max(epochOf(now), newest_epoch_);
+  const int64_t current = epochOf(now);
+  if (newest_epoch_ == kEmpty || current <= newest_epoch_) {
+    return sum_;  // the running sum is exactly the window ending in the newest bucket
+  }
+  // `now` is past the newest bucket: leave out the buckets that have left the window by then.
   const auto n = static_cast<int64_t>(buckets_.size());
-  WindowTotals sum;
-  for (const Bucket& b : buckets_) {
-    if (b.epoch == kEmpty || b.epoch <= current - n) {
-      continue;
+  WindowTotals sum = sum_;
+  const int64_t steps = std::min(current - newest_epoch_, n);
+  for (int64_t i = 1; i <= steps; ++i) {
+    const Bucket& b = buckets_[slotOf(newest_epoch_ + i)];
+    if (b.epoch != kEmpty) {
+      sum.total -= b.counts.total;
+      sum.failures -= b.counts.failures;
+      sum.slow -= b.counts.slow;
     }
-    sum.total += b.counts.total;
-    sum.failures += b.counts.failures;
-    sum.slow += b.counts.slow;
   }
   return sum;
 }
@@ -64,6 +91,7 @@ WindowTotals SlidingWindow::totals(MonotonicTime now) const {
 void SlidingWindow::reset() {
   std::fill(buckets_.begin(), buckets_.end(), Bucket{kEmpty, {}});
   newest_epoch_ = kEmpty;
+  sum_ = {};
 }
 
 }  // namespace levee::common

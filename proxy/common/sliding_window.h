@@ -29,7 +29,8 @@ public:
   // that read the clock before taking the owner's lock) is counted in the newest bucket.
   void record(MonotonicTime now, bool failure, bool slow);
 
-  // Sums the buckets still inside the window ending at `now`.
+  // Sums the buckets still inside the window ending at `now`. O(1) while `now` falls in the
+  // newest bucket (a running sum is kept); otherwise at most one pass over the ring.
   WindowTotals totals(MonotonicTime now) const;
 
   // Forgets everything.
@@ -45,10 +46,14 @@ private:
   };
 
   int64_t epochOf(MonotonicTime t) const;
+  size_t slotOf(int64_t epoch) const;
+  // Makes `epoch` the newest bucket, dropping the buckets that leave the window from sum_.
+  void advanceTo(int64_t epoch);
 
   std::chrono::nanoseconds width_;
   std::vector<Bucket> buckets_;
   int64_t newest_epoch_;
+  WindowTotals sum_;  // of every bucket in (newest_epoch_ - buckets, newest_epoch_]
 };
 
 }  // namespace levee::common
