@@ -20,13 +20,13 @@ bool RateLimitState::sameConfig(const config::RateLimitConfig& o, bool trust_for
   return o == config_ && trust_forwarded == trust_forwarded_;
 }
 
-std::string RateLimitFilter::keyFor(const config::RateLimitConfig& c, bool trust_forwarded,
+std::string_view RateLimitFilter::keyFor(const config::RateLimitConfig& c, bool trust_forwarded,
                                     const http::RequestHead& head, std::string_view peer_ip) {
   switch (c.key) {
     case config::RateLimitConfig::Key::Route:
       return {};
     case config::RateLimitConfig::Key::Header:
-      return std::string(head.headers.get(c.header));
+      return head.headers.get(c.header);
     case config::RateLimitConfig::Key::ClientIp:
       break;
   }
@@ -42,16 +42,16 @@ std::string RateLimitFilter::keyFor(const config::RateLimitConfig& c, bool trust
         first.remove_suffix(1);
       }
       if (!first.empty()) {
-        return std::string(first);
+        return first;
       }
     }
   }
-  return std::string(peer_ip);
+  return peer_ip;
 }
 
 http::FilterHeadersStatus RateLimitFilter::decodeHeaders(http::RequestHead& head, bool) {
   const config::RateLimitConfig& c = state_->config();
-  std::string key = keyFor(c, state_->trustForwarded(), head, cb_->streamInfo().downstream_ip);
+  const std::string_view key = keyFor(c, state_->trustForwarded(), head, cb_->streamInfo().downstream_ip);
   common::TokenBucket::Decision d = state_->limiter().take(key);
   if (d.allowed) {
     return http::FilterHeadersStatus::Continue;

@@ -48,9 +48,9 @@ public:
   }
   void onDestroy() override {}
 
-  // The bucket key of a request (exposed for tests).
-  static std::string keyFor(const config::RateLimitConfig& c, bool trust_forwarded,
-                            const http::RequestHead& head, std::string_view peer_ip);
+  // The bucket key of a request (exposed for tests): a view into `head` or `peer_ip`.
+  static std::string_view keyFor(const config::RateLimitConfig& c, bool trust_forwarded,
+                                 const http::RequestHead& head, std::string_view peer_ip);
 
 private:
   RateLimitStateSharedPtr state_;

@@ -73,8 +73,10 @@ TokenBucket::Decision TokenBucket::take(MonotonicTime now) {
     d.allowed = true;
   }
   d.remaining = static_cast<uint32_t>(tokens_ / kUnit);
-  d.retry_after = timeUntil(kUnit);
-  d.reset = timeUntil(capacity_);
+  if (!d.allowed) {
+    d.retry_after = timeUntil(kUnit);
+    d.reset = timeUntil(capacity_);
+  }
   return d;
 }
 

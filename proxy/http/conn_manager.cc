@@ -13,6 +13,7 @@ namespace levee::http {
 class ActiveStream final : public DecoderFilterCallbacks, public FilterChainBuilder {
 public:
   ActiveStream(ConnectionManager& cm, RequestHead& head) : cm_(cm), head_(head) {
+    filters_.reserve(4);  // one allocation for a typical chain (filters + router), not one per growth
     info_.start = std::chrono::steady_clock::now();
     info_.start_system = std::chrono::system_clock::now();
   }
