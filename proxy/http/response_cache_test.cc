@@ -113,12 +113,33 @@ TEST_F(ResponseCacheTest, StoredWithinTellsWhetherARecaptureIsDue) {
   ResponseCache cache(1 << 20, 100, time_);
   RequestHead req = get("/a");
   const std::string key = ResponseCache::keyFor(req);
-  EXPECT_FALSE(cache.storedWithin(key, req, std::chrono::seconds(1)));
-  cache.insert(key, capture(req, ok()));
+  const ResponseHead resp = ok();
+  const uint64_t digest = ResponseCache::digestFor(req, resp);
+  EXPECT_FALSE(cache.storedWithin(digest, std::chrono::seconds(1)));
+  CachedResponseSharedPtr c = capture(req, resp);
+  c->digest = digest;
+  cache.insert(key, c);
   time_.advance(std::chrono::milliseconds(999));
-  EXPECT_TRUE(cache.storedWithin(key, req, std::chrono::seconds(1)));
+  EXPECT_TRUE(cache.storedWithin(digest, std::chrono::seconds(1)));
+  EXPECT_FALSE(cache.storedWithin(ResponseCache::digestFor(get("/b"), resp), std::chrono::seconds(1)));
   time_.advance(std::chrono::milliseconds(1));
-  EXPECT_FALSE(cache.storedWithin(key, req, std::chrono::seconds(1)));
+  EXPECT_FALSE(cache.storedWithin(digest, std::chrono::seconds(1)));
+}
+
+TEST_F(ResponseCacheTest, DigestFollowsTheKeyAndTheVariedRequestHeaders) {
+  RequestHead a = get("/items", "shop.local");
+  RequestHead b = get("/items", "shop.local");
+  b.method = "HEAD";
+  EXPECT_EQ(ResponseCache::digestFor(a, ok()), ResponseCache::digestFor(b, ok()));  // HEAD reads GET
+  EXPECT_NE(ResponseCache::digestFor(a, ok()), ResponseCache::digestFor(get("/items?x=1"), ok()));
+  EXPECT_NE(ResponseCache::digestFor(a, ok()), ResponseCache::digestFor(get("/items", "other.local"), ok()));
+  const ResponseHead vary = ok({{"Vary", "Accept-Encoding, X-Tenant"}});
+  a.headers.add("Accept-Encoding", "gzip");
+  b.headers.add("accept-encoding", "gzip");
+  EXPECT_EQ(ResponseCache::digestFor(a, vary), ResponseCache::digestFor(b, vary));
+  b.headers.add("X-Tenant", "t2");
+  EXPECT_NE(ResponseCache::digestFor(a, vary), ResponseCache::digestFor(b, vary));
+  EXPECT_NE(ResponseCache::digestFor(a, vary), ResponseCache::digestFor(a, ok()));
 }
 
 TEST_F(ResponseCacheTest, UpstreamAgeCountsTowardsStaleness) {
