@@ -11,15 +11,19 @@
 #     --levee PATH       levee binary (default build/levee)
 #     --skip-levee       bench only direct/HAProxy/NGINX (for testing this script)
 #     --skip-resilient   leave out levee-res (levee with breaker + outlier detection + health checks)
+#     --skip-route       leave out levee-route (levee with the route's timeout, retry, rate limit, fallback)
 #     --skip-memory      skip the idle-connection memory test
 #     --no-pin           do not pin processes to CPUs
 #     --out DIR          keep results (results.tsv, memory.tsv, summary.txt, configs, logs)
 #     --quick            smoke run: 1 round of 2 s, 1 s warm-up, 500 idle connections
 #
 # Scenarios: c50 with a 100-byte body, c1 with a 100-byte body, c50 with a 1 KiB body.
-# Targets, interleaved in every round: direct (wrk -> origin), HAProxy, NGINX, levee, and
+# Targets, interleaved in every round: direct (wrk -> origin), HAProxy, NGINX, levee,
 # levee-res (bench/peers/levee-resilient.yaml: levee.yaml plus circuit breaker, outlier
-# detection and health checks; the summary reports levee-res/levee, the resilience overhead).
+# detection and health checks; budget 3% of levee's req/s) and levee-route
+# (bench/peers/levee-route.yaml: levee.yaml plus the route's timeout, retry with a budget, rate
+# limit and fallback chain with the stale store; budget 5%). The summary reports both against
+# levee in the same rounds.
 # Pinning (when >= 2 CPUs): wrk and the idle-connection client on CPU 0; the origin and all
 # proxies on CPU 1. Every process this script starts is killed by PID on exit.
 set -euo pipefail
@@ -35,6 +39,7 @@ idle_conns=5000
 levee_bin=build/levee
 skip_levee=0
 skip_resilient=0
+skip_route=0
 skip_memory=0
 pin=1
 out_dir=""
@@ -54,6 +59,7 @@ while (($# > 0)); do
     --out) need_arg $# "$1"; out_dir="$2"; shift 2 ;;
     --skip-levee) skip_levee=1; shift ;;
     --skip-resilient) skip_resilient=1; shift ;;
+    --skip-route) skip_route=1; shift ;;
     --skip-memory) skip_memory=1; shift ;;
     --no-pin) pin=0; shift ;;
     --quick) quick=1; shift ;;
@@ -154,8 +160,9 @@ cleanup() {
   if [[ -n "$out_dir" ]]; then
     mkdir -p "$out_dir"
     cp "$work"/*.tsv "$work"/*.conf "$work"/*.cfg "$work"/*.log "$out_dir"/ 2>/dev/null || true
-    cp "$work"/levee.yaml "$work"/levee-resilient.yaml "$work"/summary.txt "$out_dir"/ 2>/dev/null || true
-    cp "$work"/levee-res.metrics.txt "$work"/levee-res.*.json "$work"/resilience-check.txt "$out_dir"/ 2>/dev/null || true
+    cp "$work"/levee.yaml "$work"/levee-resilient.yaml "$work"/levee-route.yaml "$work"/summary.txt "$out_dir"/ 2>/dev/null || true
+    cp "$work"/levee-res.metrics.txt "$work"/levee-res.*.json "$work"/levee-route.*metrics.txt \
+      "$work"/resilience-check.txt "$out_dir"/ 2>/dev/null || true
     echo "bench: results kept in $out_dir"
   fi
   rm -rf "$work"
@@ -167,10 +174,11 @@ trap 'exit 143' TERM
 
 # Free loopback ports, chosen by the kernel.
 read -r origin_port haproxy_port nginx_port levee_port levee_admin_port levee_probe_port \
-  levee_res_port levee_res_admin_port levee_res_probe_port < <(
+  levee_res_port levee_res_admin_port levee_res_probe_port \
+  levee_route_port levee_route_admin_port levee_route_probe_port < <(
   python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(9)]
+socks = [socket.socket() for _ in range(12)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -191,6 +199,8 @@ render() {
     -e "s|@LEVEE_ADMIN_PORT@|$levee_admin_port|g" -e "s|@LEVEE_PROBE_PORT@|$levee_probe_port|g" \
     -e "s|@LEVEE_RES_PORT@|$levee_res_port|g" -e "s|@LEVEE_RES_ADMIN_PORT@|$levee_res_admin_port|g" \
     -e "s|@LEVEE_RES_PROBE_PORT@|$levee_res_probe_port|g" \
+    -e "s|@LEVEE_ROUTE_PORT@|$levee_route_port|g" -e "s|@LEVEE_ROUTE_ADMIN_PORT@|$levee_route_admin_port|g" \
+    -e "s|@LEVEE_ROUTE_PROBE_PORT@|$levee_route_probe_port|g" \
     -e "s|@BODY_100@|$body_100|g" -e "s|@BODY_1K@|$body_1k|g" \
     "$repo/bench/peers/$1" >"$work/$2"
   if grep -v '^[[:space:]]*#' "$work/$2" | grep -q '@[A-Z0-9_]*@'; then
@@ -245,7 +255,8 @@ rss_kb() {
 }
 
 clk_tck="$(getconf CLK_TCK)"
-res_on=0 # levee-res started
+res_on=0   # levee-res started
+route_on=0 # levee-route started
 res_check="$work/resilience-check.txt"
 : >"$res_check"
 
@@ -284,6 +295,19 @@ if ((!skip_levee)); then
     proc_of[levee-res]=levee-res
     res_on=1
   fi
+  if ((!skip_route)); then
+    render levee-route.yaml levee-route.yaml
+    if ! "$levee_bin" validate "$work/levee-route.yaml" >"$work/levee-route-validate.log" 2>&1; then
+      echo "bench: levee rejected bench/peers/levee-route.yaml:" >&2
+      cat "$work/levee-route-validate.log" >&2
+      exit 1
+    fi
+    start levee-route "$levee_route_port" "$levee_bin" run --config "$work/levee-route.yaml" --concurrency 1
+    targets+=(levee-route)
+    port_of[levee-route]=$levee_route_port
+    proc_of[levee-route]=levee-route
+    route_on=1
+  fi
 fi
 
 scenarios=("c50-100B:$connections:/100" "c1-100B:1:/100" "c50-1KiB:$connections:/1k")
@@ -297,6 +321,11 @@ if ((!skip_levee)); then
     levee_ports+="  levee-res :$levee_res_port (admin :$levee_res_admin_port, probes :$levee_res_probe_port)"
   else
     levee_ports+="  levee-res: skipped"
+  fi
+  if ((route_on)); then
+    levee_ports+="  levee-route :$levee_route_port (admin :$levee_route_admin_port, probes :$levee_route_probe_port)"
+  else
+    levee_ports+="  levee-route: skipped"
   fi
 fi
 echo "  origin :$origin_port  haproxy :$haproxy_port  nginx :$nginx_port$levee_ports"
@@ -398,7 +427,7 @@ if ((!skip_memory)); then
     per_conn=0
     if ((alive > 0)); then per_conn=$(((rss1 - rss0) * 1024 / alive)); fi
     printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rss0" "$rss1" "$alive" "$per_conn" >>"$memory"
-    printf '  %-9s idle RSS %7.1f MiB   with %5d conns %7.1f MiB   %6d bytes/conn  (opened %d, 200 OK %d, failed %d, still open %d)\n' \
+    printf '  %-11s idle RSS %7.1f MiB   with %5d conns %7.1f MiB   %6d bytes/conn  (opened %d, 200 OK %d, failed %d, still open %d)\n' \
       "$t" "$(awk -v k="$rss0" 'BEGIN {print k / 1024}')" "$alive" \
       "$(awk -v k="$rss1" 'BEGIN {print k / 1024}')" "$per_conn" "$opened" "$ok" "$failed" "$alive"
     sleep 1 # let the server close the connections before the next target
@@ -444,7 +473,7 @@ measure() {
   cpu="$(awk -v d=$((c1 - c0)) -v hz="$clk_tck" -v n="$reqs" 'BEGIN {printf "%.2f", d * 1e6 / hz / n}')"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$t" "$rps" "$p50" "$p99" \
     "$cpu" "$reqs" "$errs" >>"$results"
-  printf '  [%-8s] round %d  %-9s %10.0f req/s   p50 %8.1f us   p99 %8.1f us   cpu %6.2f us/req%s\n' \
+  printf '  [%-8s] round %d  %-11s %10.0f req/s   p50 %8.1f us   p99 %8.1f us   cpu %6.2f us/req%s\n' \
     "$scenario" "$round" "$t" "$rps" "$p50" "$p99" "$cpu" "$( ((errs)) && echo "   ERRORS $errs" || true)"
 }
 
@@ -517,22 +546,6 @@ except Exception as e:
     print(f"fail /admin/clusters: {e}")
 PY
   )
-  # 4. Route request resilience: retry and rate limit registered (never limiting), the stale
-  # store captured responses.
-  for want in 'levee_rate_limited_total{route="all",mode="enforce"} 0' \
-    'levee_upstream_rq_retries_total{upstream="origin",route="all",result="attempted"} 0'; do
-    if grep -qxF "$want" "$work/levee-res.metrics.txt"; then
-      res_pass "route resilience registered, idle: $want"
-    else
-      res_fail "route resilience: no '$want' in /metrics ($(grep -F "${want%% *}" "$work/levee-res.metrics.txt" | head -1 || true))"
-    fi
-  done
-  stale_entries="$(awk '/^levee_fallback_stale_entries\{route="all"\}/ {print $2}' "$work/levee-res.metrics.txt")"
-  if [[ -n "$stale_entries" ]] && awk -v n="$stale_entries" 'BEGIN {exit !(n >= 1)}'; then
-    res_pass "fallback stale store captured responses: levee_fallback_stale_entries{route=\"all\"} $stale_entries"
-  else
-    res_fail "fallback: levee_fallback_stale_entries{route=\"all\"} is '${stale_entries:-absent}'"
-  fi
   # 5. Health checks reach the origin: every check is a fresh connection (Connection: close).
   # Nothing else opens connections to the origin now (no traffic; the proxies' pooled
   # connections are already open, and closing one adds no port), so new client ports in
@@ -551,13 +564,42 @@ PY
     echo "  => levee-res did NOT have every resilience feature active; its numbers are not the overhead" | tee -a "$res_check"
   fi
 fi
+if ((route_on)); then
+  route_ok=1
+  echo
+  echo "request resilience check (levee-route, after the run)" | tee -a "$res_check"
+  route_fail() { echo "  FAIL $*" | tee -a "$res_check"; route_ok=0; res_ok=0; }
+  route_pass() { echo "  ok   $*" | tee -a "$res_check"; }
+  curl -s -m 5 "http://127.0.0.1:$levee_route_probe_port/metrics" >"$work/levee-route.metrics.txt" || true
+  # Retry and rate limit registered (never limiting, nothing retried), the stale store captured
+  # responses.
+  for want in 'levee_rate_limited_total{route="all",mode="enforce"} 0' \
+    'levee_upstream_rq_retries_total{upstream="origin",route="all",result="attempted"} 0'; do
+    if grep -qxF "$want" "$work/levee-route.metrics.txt"; then
+      route_pass "registered, idle: $want"
+    else
+      route_fail "no '$want' in /metrics ($(grep -F "${want%% *}" "$work/levee-route.metrics.txt" | head -1 || true))"
+    fi
+  done
+  stale_entries="$(awk '/^levee_fallback_stale_entries\{route="all"\}/ {print $2}' "$work/levee-route.metrics.txt")"
+  if [[ -n "$stale_entries" ]] && awk -v n="$stale_entries" 'BEGIN {exit !(n >= 1)}'; then
+    route_pass "fallback stale store captured responses: levee_fallback_stale_entries{route=\"all\"} $stale_entries"
+  else
+    route_fail "fallback: levee_fallback_stale_entries{route=\"all\"} is '${stale_entries:-absent}'"
+  fi
+  if ((route_ok)); then
+    echo "  => request resilience features were active in levee-route" | tee -a "$res_check"
+  else
+    echo "  => levee-route did NOT have every feature active; its numbers are not the overhead" | tee -a "$res_check"
+  fi
+fi
 
-# ---- the stale store under a key flood (levee-res) ---------------------------------------
+# ---- the stale store under a key flood (levee-route) -------------------------------------
 # Every request has a new query string, so every response is a new key for the route's stale
-# store (max_bytes 8MiB in levee-resilient.yaml): its bytes must stay bounded, and so must RSS.
+# store (max_bytes 8MiB in levee-route.yaml): its bytes must stay bounded, and so must RSS.
 flood="$work/flood.txt"
 : >"$flood"
-if ((res_on)); then
+if ((route_on)); then
   flood_secs=$((quick ? 2 : 5))
   cat >"$work/flood.lua" <<'LUA'
 counter = 0
@@ -566,20 +608,20 @@ request = function()
   return wrk.format("GET", "/100?flood=" .. counter)
 end
 LUA
-  pid="${pid_of[levee-res]}"
+  pid="${pid_of[levee-route]}"
   rss0="$(rss_kb "$pid")"
   timeout $((flood_secs + 30)) "${client_cpu[@]}" wrk -t1 -c"$connections" -d"${flood_secs}s" \
-    -s "$work/flood.lua" "http://127.0.0.1:$levee_res_port/" >"$work/wrk-flood.txt" 2>&1 || true
+    -s "$work/flood.lua" "http://127.0.0.1:$levee_route_port/" >"$work/wrk-flood.txt" 2>&1 || true
   rss1="$(rss_kb "$pid")"
-  curl -s -m 5 "http://127.0.0.1:$levee_res_probe_port/metrics" >"$work/levee-res.flood-metrics.txt" || true
+  curl -s -m 5 "http://127.0.0.1:$levee_route_probe_port/metrics" >"$work/levee-route.flood-metrics.txt" || true
   keys="$(awk '/requests in/ {print $1}' "$work/wrk-flood.txt")"
-  sbytes="$(awk '/^levee_fallback_stale_bytes\{route="all"\}/ {print $2}' "$work/levee-res.flood-metrics.txt")"
-  sentries="$(awk '/^levee_fallback_stale_entries\{route="all"\}/ {print $2}' "$work/levee-res.flood-metrics.txt")"
+  sbytes="$(awk '/^levee_fallback_stale_bytes\{route="all"\}/ {print $2}' "$work/levee-route.flood-metrics.txt")"
+  sentries="$(awk '/^levee_fallback_stale_entries\{route="all"\}/ {print $2}' "$work/levee-route.flood-metrics.txt")"
   {
     echo
-    echo "stale store under a key flood (levee-res, ${flood_secs}s of wrk -c$connections, every request a new key)"
+    echo "stale store under a key flood (levee-route, ${flood_secs}s of wrk -c$connections, every request a new key)"
     echo "  distinct keys sent: ${keys:-?}; store after: ${sbytes:-?} bytes in ${sentries:-?} responses (max_bytes 8MiB = 8388608)"
-    echo "  levee-res RSS: $((rss0 / 1024)) MiB before, $((rss1 / 1024)) MiB after (+$(((rss1 - rss0) / 1024)) MiB)"
+    echo "  levee-route RSS: $((rss0 / 1024)) MiB before, $((rss1 / 1024)) MiB after (+$(((rss1 - rss0) / 1024)) MiB)"
   } | tee "$flood"
 fi
 
@@ -589,12 +631,16 @@ import csv, statistics, sys
 
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 mem = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
-order = ["direct", "haproxy", "nginx", "levee", "levee-res"]
+order = ["direct", "haproxy", "nginx", "levee", "levee-res", "levee-route"]
 res_check = open(sys.argv[4]).read().rstrip()
 res_valid = "FAIL" not in res_check  # the feature check after the run passed
-res_budget = 0.03  # upstream resilience's budget: within 3% of levee's req/s
-req_budget = 0.05  # with the route's retry + rate limit + fallback too: within 5%
-res_verdicts = []
+# Each variant against levee in the same rounds, with its budget (share of levee's req/s).
+variants = [
+    ("levee-res", 0.03, "circuit breaker + outlier detection + health checks", "--skip-resilient"),
+    ("levee-route", 0.05, "route timeout + retry with budget + rate limit + fallback with the stale store",
+     "--skip-route"),
+]
+verdicts = {v[0]: [] for v in variants}
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 
 def by(scen, target, key):
@@ -607,12 +653,12 @@ for scen in scenarios:
     targets = [t for t in order if any(r["scenario"] == scen and r["target"] == t for r in rows)]
     direct_p50 = by(scen, "direct", "p50_us")
     print(f"\n{scen}")
-    print(f"  {'target':<9} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'+p50 vs direct':>15} {'cpu us/req':>11} {'errors':>7}")
+    print(f"  {'target':<11} {'req/s':>10} {'p50 us':>9} {'p99 us':>9} {'+p50 vs direct':>15} {'cpu us/req':>11} {'errors':>7}")
     for t in targets:
         rps, p50, p99, cpu = (by(scen, t, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req"))
         errs = sum(int(r["errors"]) for r in rows if r["scenario"] == scen and r["target"] == t)
         added = med([p50[k] - direct_p50[k] for k in p50 if k in direct_p50]) if t != "direct" else 0.0
-        print(f"  {t:<9} {med(list(rps.values())):>10.0f} {med(list(p50.values())):>9.1f} "
+        print(f"  {t:<11} {med(list(rps.values())):>10.0f} {med(list(p50.values())):>9.1f} "
               f"{med(list(p99.values())):>9.1f} {added:>15.1f} {med(list(cpu.values())):>11.2f} {errs:>7d}")
     rounds = sorted(by(scen, "direct", "rps"))
     pairs = [("levee", "haproxy"), ("levee", "nginx"), ("levee", "direct")] if "levee" in targets \
@@ -632,53 +678,54 @@ for scen in scenarios:
                   + f"  median={med(per):+.1f}us")
     if "levee" not in targets:
         print("  (levee skipped)")
-    elif "levee-res" not in targets:
-        print("  (levee-res skipped: --skip-resilient)")
-    else:
-        # Resilience overhead: levee-res (breaker + outlier detection + health checks) against
-        # levee in the same round. overhead = 1 - ratio of req/s; negative = levee-res was faster.
-        ra, rb = by(scen, "levee-res", "rps"), by(scen, "levee", "rps")
+        continue
+    for name, budget, _, flag in variants:
+        if name not in targets:
+            print(f"  ({name} skipped: {flag})")
+            continue
+        # overhead = 1 - median of the per-round req/s ratios; negative = the variant was faster.
+        ra, rb = by(scen, name, "rps"), by(scen, "levee", "rps")
         per = [ra[k] / rb[k] for k in rounds if k in ra and k in rb and rb[k] > 0]
-        print(f"  req/s levee-res/levee: " + " ".join(f"r{k}={x:.3f}" for k, x in zip(rounds, per))
+        print(f"  req/s {name}/levee: " + " ".join(f"r{k}={x:.3f}" for k, x in zip(rounds, per))
               + f"  median={med(per):.3f}")
-        ca, cb = by(scen, "levee-res", "cpu_us_per_req"), by(scen, "levee", "cpu_us_per_req")
+        ca, cb = by(scen, name, "cpu_us_per_req"), by(scen, "levee", "cpu_us_per_req")
         cper = [ca[k] / cb[k] for k in rounds if k in ca and k in cb and cb[k] > 0]
-        print(f"  cpu us/req levee-res/levee: " + " ".join(f"r{k}={x:.3f}" for k, x in zip(rounds, cper))
+        print(f"  cpu us/req {name}/levee: " + " ".join(f"r{k}={x:.3f}" for k, x in zip(rounds, cper))
               + f"  median={med(cper):.3f}")
         if scen.startswith("c1"):
-            pa, pb = by(scen, "levee-res", "p50_us"), by(scen, "levee", "p50_us")
+            pa, pb = by(scen, name, "p50_us"), by(scen, "levee", "p50_us")
             pd = [pa[k] - pb[k] for k in rounds if k in pa and k in pb]
-            print(f"  p50 levee-res - levee: " + " ".join(f"r{k}={x:+.1f}us" for k, x in zip(rounds, pd))
+            print(f"  p50 {name} - levee: " + " ".join(f"r{k}={x:+.1f}us" for k, x in zip(rounds, pd))
                   + f"  median={med(pd):+.1f}us")
         overhead = 1 - med(per)
-        ok = overhead <= res_budget
-        res_verdicts.append((scen, overhead, ok))
-        print(f"  resilience overhead (1 - median req/s levee-res/levee): {overhead * 100:+.1f}% -> "
-              f"{'within' if ok else 'NOT within'} {res_budget * 100:.0f}%, "
-              f"{'within' if overhead <= req_budget else 'NOT within'} {req_budget * 100:.0f}%")
+        ok = overhead <= budget
+        verdicts[name].append((scen, overhead, med(cper), ok))
+        print(f"  {name} overhead (1 - median req/s {name}/levee): {overhead * 100:+.1f}% -> "
+              f"{'within' if ok else 'NOT within'} {budget * 100:.0f}%")
 
-if res_verdicts:
-    print(f"\nresilience overhead (levee-res = levee + circuit breaker + outlier detection + health checks"
-          f" + route retry, rate limit and fallback with the stale store; budgets {res_budget * 100:.0f}%"
-          f" and {req_budget * 100:.0f}% of levee's req/s, same run)")
-    for scen, overhead, ok in res_verdicts:
-        print(f"  {scen:<9} {overhead * 100:+5.1f}%  {'within' if ok else 'NOT within'} {res_budget * 100:.0f}%, "
-              f"{'within' if overhead <= req_budget else 'NOT within'} {req_budget * 100:.0f}%")
-    n_ok = sum(ok for _, _, ok in res_verdicts)
-    print(f"  median overhead within {res_budget * 100:.0f}% in {n_ok}/{len(res_verdicts)} scenarios"
+for name, budget, what, _ in variants:
+    if not verdicts[name]:
+        continue
+    print(f"\n{name} overhead ({name} = levee + {what}; budget {budget * 100:.0f}% of levee's req/s, same run)")
+    for scen, overhead, cpu_ratio, ok in verdicts[name]:
+        print(f"  {scen:<9} {overhead * 100:+5.1f}%  {'within' if ok else 'NOT within'} {budget * 100:.0f}%"
+              f"   (cpu us/req ratio {cpu_ratio:.3f})")
+    n_ok = sum(v[3] for v in verdicts[name])
+    print(f"  median overhead within {budget * 100:.0f}% in {n_ok}/{len(verdicts[name])} scenarios"
           + (f" (medians of {len(rounds)} round(s); noisy below 3 rounds)" if len(rounds) < 3 else ""))
+if any(verdicts.values()):
     if not res_valid:
-        print("  NOT A VALID MEASUREMENT: the feature check failed, levee-res did not run with every feature on")
+        print("  NOT A VALID MEASUREMENT: a feature check failed (see below)")
     if res_check:
-        print("  feature check:")
+        print("  feature checks:")
         for line in res_check.splitlines():
             print("  " + line)
 
 if mem:
     print(f"\nmemory ({mem[0]['conns_alive']} idle keep-alive connections; RSS summed over the process and its children)")
-    print(f"  {'target':<9} {'idle RSS MiB':>12} {'loaded RSS MiB':>15} {'bytes/conn':>11}")
+    print(f"  {'target':<11} {'idle RSS MiB':>12} {'loaded RSS MiB':>15} {'bytes/conn':>11}")
     for m in mem:
-        print(f"  {m['target']:<9} {int(m['idle_rss_kb'])/1024:>12.1f} {int(m['loaded_rss_kb'])/1024:>15.1f} "
+        print(f"  {m['target']:<11} {int(m['idle_rss_kb'])/1024:>12.1f} {int(m['loaded_rss_kb'])/1024:>15.1f} "
               f"{int(m['bytes_per_conn']):>11d}")
 PY
 cat "$flood" | tee -a "$work/summary.txt"
@@ -687,6 +734,6 @@ if awk -F'\t' 'NR > 1 && $9 > 0 {found = 1} END {exit !found}' "$results"; then
   exit 1
 fi
 if ((!res_ok)); then
-  echo "bench: levee-res did not have its resilience features active; see the resilience check above" >&2
+  echo "bench: levee-res or levee-route did not have its features active; see the feature checks above" >&2
   exit 1
 fi

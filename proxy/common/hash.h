@@ -30,7 +30,9 @@ inline uint64_t fastHash64(std::string_view s, uint64_t seed) {
     h ^= h >> 32;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, s.data() + i, s.size() - i);
+  for (; i < s.size(); ++i) {  // at most 7 bytes; a variable-length memcpy would be a call
+    tail = (tail << 8) | static_cast<unsigned char>(s[i]);
+  }
   h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
   h ^= h >> 29;
   h *= 0xbf58476d1ce4e5b9ULL;

@@ -111,7 +111,7 @@ Dispatcher::~Dispatcher() {
 
 void Dispatcher::shutdown() {
   clearDeferred();
-  last_deadline_queue_ = nullptr;
+  recent_deadline_queues_.fill(nullptr);
   deadline_queues_.clear();  // closes their timers while the loop can still free them
   {
     std::lock_guard<std::mutex> lock(post_mutex_);
@@ -253,14 +253,21 @@ void Dispatcher::clearDeferred() {
 uint64_t Dispatcher::nowMs() const { return uv_now(loop_); }
 
 DeadlineQueue& Dispatcher::deadlineQueue(std::chrono::milliseconds duration) {
-  if (last_deadline_queue_ != nullptr && last_deadline_queue_->duration() == duration) {
-    return *last_deadline_queue_;
+  for (DeadlineQueue* q : recent_deadline_queues_) {
+    if (q != nullptr && q->duration() == duration) {
+      return *q;
+    }
   }
   std::unique_ptr<DeadlineQueue>& q = deadline_queues_[duration.count()];
   if (!q) {
     q = std::make_unique<DeadlineQueue>(*this, duration);
+    for (DeadlineQueue*& slot : recent_deadline_queues_) {
+      if (slot == nullptr) {
+        slot = q.get();
+        break;
+      }
+    }
   }
-  last_deadline_queue_ = q.get();
   return *q;
 }
 

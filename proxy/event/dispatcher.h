@@ -3,6 +3,7 @@
 // primitives the layers above need: timers, cross-thread post(), deferred deletion, signals.
 // This header does not include <uv.h>: only proxy/event/*.cc do (DESIGN section 3).
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -129,9 +130,10 @@ private:
   std::vector<DeferredDeletablePtr> to_delete_;
   std::vector<TcpSocket*> to_flush_;
   // One per distinct duration ever armed (route and per-try timeouts: a handful), kept for the
-  // dispatcher's life; the last one used is checked first.
+  // dispatcher's life; the first kRecentDeadlineQueues created are found by a linear scan.
+  static constexpr size_t kRecentDeadlineQueues = 8;
   std::unordered_map<int64_t, std::unique_ptr<DeadlineQueue>> deadline_queues_;
-  DeadlineQueue* last_deadline_queue_{nullptr};
+  std::array<DeadlineQueue*, kRecentDeadlineQueues> recent_deadline_queues_{};
   bool exit_requested_{false};
 };
 
