@@ -1,0 +1,102 @@
+// libpq is loaded on first use (dlopen), not linked. Linking it maps libpq and its dependency
+// tree (OpenLDAP, Kerberos, GnuTLS, SASL, p11-kit, ...) into every levee process, about 5 MiB of
+// RSS, although only a policy with a `companion` section ever talks to PostgreSQL. This file
+// defines the libpq functions the companion calls, with libpq-fe.h's exact signatures, and
+// forwards each to the real one; callers include <libpq-fe.h> and call PQ* as usual.
+//
+// If libpq.so.5 (or one of its symbols) cannot be loaded, every call fails the way libpq fails
+// on a dead server: PQconnectdb returns null, PQstatus says CONNECTION_BAD, PQexec returns null
+// (PGRES_FATAL_ERROR), and PQerrorMessage carries the dlopen error, which the callers already
+// log and put into the job or member state. A function missing from the list below is a link
+// error, never a silent fallback.
+
+#include <dlfcn.h>
+#include <libpq-fe.h>
+
+#include <string>
+
+namespace {
+
+// X(return type, name, (parameters), (arguments), value when libpq is unavailable)
+#define LEVEE_LIBPQ_FUNCTIONS(X)                                                                  \
+  X(PGconn*, PQconnectdb, (const char* conninfo), (conninfo), nullptr)                            \
+  X(void, PQfinish, (PGconn * conn), (conn), void())                                              \
+  X(ConnStatusType, PQstatus, (const PGconn* conn), (conn), CONNECTION_BAD)                       \
+  X(int, PQserverVersion, (const PGconn* conn), (conn), 0)                                        \
+  X(PGresult*, PQexec, (PGconn * conn, const char* query), (conn, query), nullptr)                \
+  X(PGresult*, PQexecParams,                                                                      \
+    (PGconn * conn, const char* command, int nParams, const Oid* paramTypes,                      \
+     const char* const* paramValues, const int* paramLengths, const int* paramFormats,            \
+     int resultFormat),                                                                           \
+    (conn, command, nParams, paramTypes, paramValues, paramLengths, paramFormats, resultFormat),  \
+    nullptr)                                                                                      \
+  X(ExecStatusType, PQresultStatus, (const PGresult* res), (res), PGRES_FATAL_ERROR)              \
+  X(char*, PQresultErrorMessage, (const PGresult* res), (res), unavailableMessage())              \
+  X(int, PQntuples, (const PGresult* res), (res), 0)                                              \
+  X(int, PQnfields, (const PGresult* res), (res), 0)                                              \
+  X(char*, PQgetvalue, (const PGresult* res, int tup_num, int field_num), (res, tup_num, field_num), \
+    emptyString())                                                                                \
+  X(int, PQgetisnull, (const PGresult* res, int tup_num, int field_num), (res, tup_num, field_num), 1) \
+  X(int, PQgetlength, (const PGresult* res, int tup_num, int field_num), (res, tup_num, field_num), 0) \
+  X(char*, PQfname, (const PGresult* res, int field_num), (res, field_num), nullptr)               \
+  X(char*, PQcmdTuples, (PGresult * res), (res), emptyString())                                   \
+  X(void, PQclear, (PGresult * res), (res), void())                                               \
+  X(char*, PQescapeIdentifier, (PGconn * conn, const char* str, size_t len), (conn, str, len), nullptr) \
+  X(char*, PQescapeLiteral, (PGconn * conn, const char* str, size_t len), (conn, str, len), nullptr) \
+  X(void, PQfreemem, (void* ptr), (ptr), void())                                                  \
+  X(char*, PQerrorMessage, (const PGconn* conn), (conn), unavailableMessage())
+
+struct Libpq {
+#define LEVEE_LIBPQ_POINTER(ret, name, params, args, fallback) ret(*name) params = nullptr;
+  LEVEE_LIBPQ_FUNCTIONS(LEVEE_LIBPQ_POINTER)
+#undef LEVEE_LIBPQ_POINTER
+  std::string error;  // why libpq is unavailable ("" when loaded)
+};
+
+const Libpq& libpq() {
+  // Thread-safe one-time load (the backup and failover threads may be first).
+  static const Libpq lib = [] {
+    Libpq l;
+    void* handle = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      l.error = std::string("levee: libpq.so.5 could not be loaded (install libpq5): ") +
+                (why != nullptr ? why : "unknown error") + "\n";
+      return l;
+    }
+    Libpq loaded;
+    bool complete = true;
+#define LEVEE_LIBPQ_RESOLVE(ret, name, params, args, fallback)                          \
+  loaded.name = reinterpret_cast<ret(*) params>(dlsym(handle, #name));                  \
+  if (loaded.name == nullptr && complete) {                                             \
+    complete = false;                                                                   \
+    l.error = "levee: libpq.so.5 has no symbol " #name " (libpq too old?)\n";           \
+  }
+    LEVEE_LIBPQ_FUNCTIONS(LEVEE_LIBPQ_RESOLVE)
+#undef LEVEE_LIBPQ_RESOLVE
+    if (!complete) {
+      return l;  // all or nothing: never a mix of real calls and fallbacks
+    }
+    return loaded;  // the handle stays open for the life of the process
+  }();
+  return lib;
+}
+
+char* unavailableMessage() { return const_cast<char*>(libpq().error.c_str()); }
+
+char* emptyString() {
+  static char empty[1] = {'\0'};
+  return empty;
+}
+
+}  // namespace
+
+extern "C" {
+#define LEVEE_LIBPQ_FORWARD(ret, name, params, args, fallback) \
+  ret name params {                                            \
+    const Libpq& l = libpq();                                  \
+    return l.name != nullptr ? l.name args : fallback;         \
+  }
+LEVEE_LIBPQ_FUNCTIONS(LEVEE_LIBPQ_FORWARD)
+#undef LEVEE_LIBPQ_FORWARD
+}
