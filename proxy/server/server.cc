@@ -671,6 +671,15 @@ void Server::finishReload(ReloadJob& job, std::vector<ReloadDone> waiters) {
     }
     w.endArray().endObject();
   } else {
+    if (loaded->metrics.latency_buckets != snapshot_->policy->metrics.latency_buckets) {
+      // A histogram series keeps its bucket layout for the life of the process (Prometheus
+      // must not see one series with two layouts): the running buckets stay until a restart.
+      LEVEE_LOG(Config, warn,
+                "{}: metrics.latency_buckets changed; histogram buckets take effect at the next "
+                "restart (the running ones are kept)",
+                job.path);
+      loaded->metrics.latency_buckets = snapshot_->policy->metrics.latency_buckets;
+    }
     auto policy = std::make_shared<const config::Policy>(std::move(*loaded));
     if (!job.token_warning.empty()) {
       LEVEE_LOG(Admin, warn, "{}", job.token_warning);

@@ -174,6 +174,27 @@ class ReloadWatchTest(h.LeveeTestCase):
         old = self.ports["listener"]
         h.poll(lambda: self._refused(old), 15, interval=0.1, what="old address closed")
 
+    def test_changed_latency_buckets_with_a_moved_listener_keep_the_running_buckets(self):
+        # Once crashed: a moved listener asked the metrics store for its route's histogram
+        # again, with the new buckets. Buckets are read at start; the rest of the reload applies.
+        self.launch()
+        self.assertEqual(self.status("/api/x"), 200)
+        before = self.reloads("success")
+        moved = h.free_port()
+        text = self.yaml.replace("127.0.0.1:%d" % self.ports["listener"], "127.0.0.1:%d" % moved)
+        self.cm.update(text + "metrics: { latency_buckets: [0.1, 1] }\n")
+        h.poll(lambda: self.status("/api/x", port=moved) == 200, 15, interval=0.1,
+               what="listener at its new address")
+        self.assertEqual(self.reloads("success"), before + 1)
+        self.assertTrue(self.lv.alive(), "levee exited on the reload")
+        text_metrics = self.lv.metrics()
+        les = {line.split('le="')[1].split('"')[0] for line in text_metrics.splitlines()
+               if line.startswith("levee_http_request_duration_seconds_bucket{")}
+        # The default layout (0.005 ... 10), not [0.1, 1], on every series, the moved one too.
+        self.assertTrue({"0.005", "0.025", "10", "+Inf"} <= les, les)
+        logs = self.lv.stderr_text() + open(self.lv.stdout_path, errors="replace").read()
+        self.assertIn("latency_buckets changed", logs)
+
     def _refused(self, port):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
