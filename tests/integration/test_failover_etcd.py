@@ -245,18 +245,20 @@ class EtcdFailoverTest(h.LeveeTestCase):
         self.assertEqual(h.metric_sum(a.metrics_parsed(), "levee_failover_total", result="success"), 1)
         print("etcd unreachable: held() false after %.2f s (ttl %d s)" % (dropped, TTL_S), flush=True)
 
-    def test_operation_lock_keeps_failover_and_restore_apart(self):
+    def levee_with_backup(self, restore_delay_s):
+        """levee "a" with companion.backup of database app on pg-0 and one verified backup; its
+        pg_restore waits `restore_delay_s` first (the --list that verifies backups does not).
+        Returns (levee, backup id)."""
         fo.pg_query(self.pg.ports[0], "CREATE DATABASE app")
         subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
                         str(self.pg.ports[0]), "-U", "postgres", "-d", "app", "-c",
                         "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)"],
                        check=True, capture_output=True, timeout=h.deadline(60))
-        # A pg_restore that takes a while (its --list, used to verify the backup, does not).
         fake = os.path.join(self.tmp, "fakebin")
         os.makedirs(fake)
         with open(os.path.join(fake, "pg_restore"), "w") as f:
-            f.write('#!/bin/sh\nif [ "$1" != "--list" ]; then sleep 4; fi\n'
-                    'exec %s/pg_restore "$@"\n' % fo.PG_BIN)
+            f.write('#!/bin/sh\nif [ "$1" != "--list" ]; then sleep %d; fi\n'
+                    'exec %s/pg_restore "$@"\n' % (restore_delay_s, fo.PG_BIN))
         os.chmod(os.path.join(fake, "pg_restore"), 0o755)
         store = os.path.join(self.tmp, "store")
         # The first line lands after the 8 spaces of the template's %(extra)s line.
@@ -267,16 +269,23 @@ class EtcdFailoverTest(h.LeveeTestCase):
                  "databases: [app] }\n" % (store, self.pg.ports[0]))
         a = self.start_levee_for("a", extra=extra,
                                  env={"PATH": fake + ":" + os.environ.get("PATH", "/usr/bin:/bin")})
-        tok = a.ports["token"]
         self.wait_held(a)
         self.wait_primary(a, "pg-0")
-        r = a.admin("POST", "/api/v1/backup/create", body={"type": "database"}, token=tok)
+        r = a.admin("POST", "/api/v1/backup/create", body={"type": "database"}, token=a.ports["token"])
         self.assertEqual(r.status, 202, r)
         backup_id = r.json()["id"]
         job = h.poll(lambda: (lambda j: j["state"] in ("verified", "failed") and j)(
             a.admin("GET", "/api/v1/backup/" + backup_id).json()), 120, interval=0.2,
             what="backup verified")
         self.assertEqual(job["state"], "verified", job)
+        return a, backup_id
+
+    def job(self, lv, job_id):
+        return lv.admin("GET", "/api/v1/backup/" + job_id).json()
+
+    def test_operation_lock_keeps_failover_and_restore_apart(self):
+        a, backup_id = self.levee_with_backup(4)
+        tok = a.ports["token"]
 
         # A restore runs: a promotion is refused with 409 "locked" naming it.
         r = a.admin("POST", "/api/v1/backup/restore/" + backup_id, body={"confirm": True}, token=tok)
@@ -314,6 +323,35 @@ class EtcdFailoverTest(h.LeveeTestCase):
             os.kill(pid, signal.SIGCONT)
         h.poll(lambda: self.status(a)["operation_lock"] is None, 30, interval=0.1,
                what="the failover releasing the operation lock")
+
+
+    def test_restore_defers_automatic_failover(self):
+        a, backup_id = self.levee_with_backup(8)
+        tok = a.ports["token"]
+        r = a.admin("POST", "/api/v1/backup/restore/" + backup_id, body={"confirm": True}, token=tok)
+        self.assertEqual(r.status, 202, r)
+        restore_id = r.json()["id"]
+        h.poll(lambda: self.job(a, restore_id)["progress"]["step"].startswith("pg_restore"), 30,
+               interval=0.05, what="the restore in its pg_restore step")
+        self.pg.kill(0)  # the primary dies while the restore holds the lock
+        s = h.poll(lambda: (lambda st: st["last_failover"] and
+                            st["last_failover"]["result"] == "locked" and st)(self.status(a)),
+                   30, interval=0.05, what="the failover deferred by the restore")
+        self.assertIn("restore of backup " + backup_id, s["last_failover"]["reason"])
+        self.assertIsNone(s["primary"])  # fenced meanwhile
+        self.assertEqual(s["promoting"], None)
+        self.assertEqual(fo.pg_query(self.pg.ports[1], "SELECT pg_is_in_recovery()"), [["t"]])
+        m = a.metrics_parsed()
+        self.assertEqual(h.metric_sum(m, "levee_failover_total", result="locked"), 1)
+        self.assertEqual(h.metric_sum(m, "levee_failover_total", result="success"), 0)
+        self.assertIn("deferred", self.log(a))
+        # The restore fails (its server is gone) and releases the lock: the promotion follows.
+        job = h.poll(lambda: (lambda j: j["state"] in ("succeeded", "failed") and j)(
+            self.job(a, restore_id)), 60, interval=0.2, what="restore finished")
+        self.assertEqual(job["state"], "failed", job)
+        s = self.wait_primary(a, "pg-1")
+        self.assertEqual(s["last_failover"]["result"], "success", s)
+        self.assertEqual(h.metric_sum(a.metrics_parsed(), "levee_failover_total", result="locked"), 1)
 
 
 if __name__ == "__main__":
