@@ -17,7 +17,9 @@ import harness as h
 import test_failover as fo
 
 ETCD_BIN = "/usr/bin/etcd"
-TTL_S = 4  # short, so that the test is quick: renewed every 1.33 s, believed for 3 s
+# Short, so that the test is quick (renewed every 1.33 s, believed for 3 s); LEVEE_ETCD_TEST_TTL=10
+# measures the default.
+TTL_S = int(os.environ.get("LEVEE_ETCD_TEST_TTL", "4"))
 
 
 def etcd_available():
@@ -283,14 +285,18 @@ class EtcdFailoverTest(h.LeveeTestCase):
     def job(self, lv, job_id):
         return lv.admin("GET", "/api/v1/backup/" + job_id).json()
 
+    def start_restore(self, lv, backup_id):
+        r = lv.admin("POST", "/api/v1/backup/restore/" + backup_id, body={"confirm": True},
+                     token=lv.ports["token"])
+        self.assertEqual(r.status, 202, r)
+        return r.json()["id"]
+
     def test_operation_lock_keeps_failover_and_restore_apart(self):
         a, backup_id = self.levee_with_backup(4)
         tok = a.ports["token"]
 
         # A restore runs: a promotion is refused with 409 "locked" naming it.
-        r = a.admin("POST", "/api/v1/backup/restore/" + backup_id, body={"confirm": True}, token=tok)
-        self.assertEqual(r.status, 202, r)
-        restore_id = r.json()["id"]
+        restore_id = self.start_restore(a, backup_id)
         r = a.admin("POST", "/api/v1/failover/promote", body=b'{"member":"pg-1","force":true}',
                     token=tok)
         self.assertEqual(r.status, 409, r)
@@ -327,10 +333,7 @@ class EtcdFailoverTest(h.LeveeTestCase):
 
     def test_restore_defers_automatic_failover(self):
         a, backup_id = self.levee_with_backup(8)
-        tok = a.ports["token"]
-        r = a.admin("POST", "/api/v1/backup/restore/" + backup_id, body={"confirm": True}, token=tok)
-        self.assertEqual(r.status, 202, r)
-        restore_id = r.json()["id"]
+        restore_id = self.start_restore(a, backup_id)
         h.poll(lambda: self.job(a, restore_id)["progress"]["step"].startswith("pg_restore"), 30,
                interval=0.05, what="the restore in its pg_restore step")
         self.pg.kill(0)  # the primary dies while the restore holds the lock
