@@ -191,6 +191,7 @@ class EtcdFailoverTest(h.LeveeTestCase):
         self.assertEqual(log_a.count("promoting pg-1"), 1, log_a)
         self.assertIn("lease etcd confirmed", log_a)
         self.assertNotIn("promoting pg-1", log_b)
+        self.assertNotIn("LOST", log_a)  # the keep txn held the lease through every round
         self.assertIn("no_lease", log_b)
         print("etcd failover: kill -> both levees route to pg-1 in %.2f s (a: detection -> "
               "writable %d ms)" % (routed_after, sa["last_failover"]["detection_to_writable_ms"]),
