@@ -1,19 +1,16 @@
-// libpq is loaded on first use (dlopen), not linked. Linking it maps libpq and its dependency
-// tree (OpenLDAP, Kerberos, GnuTLS, SASL, p11-kit, ...) into every levee process, about 5 MiB of
-// RSS, although only a policy with a `companion` section ever talks to PostgreSQL. This file
-// defines the libpq functions the companion calls, with libpq-fe.h's exact signatures, and
-// forwards each to the real one; callers include <libpq-fe.h> and call PQ* as usual.
+// libpq, opened on first use (companion/dl_library.h explains why it is not linked). Callers
+// include <libpq-fe.h> and call PQ* as usual.
 //
 // If libpq.so.5 (or one of its symbols) cannot be loaded, every call fails the way libpq fails
 // on a dead server: PQconnectdb returns null, PQstatus says CONNECTION_BAD, PQexec returns null
 // (PGRES_FATAL_ERROR), and PQerrorMessage carries the dlopen error, which the callers already
-// log and put into the job or member state. A function missing from the list below is a link
-// error, never a silent fallback.
+// log and put into the job or member state.
 
-#include <dlfcn.h>
 #include <libpq-fe.h>
 
 #include <string>
+
+#include "companion/dl_library.h"
 
 namespace {
 
@@ -56,28 +53,17 @@ struct Libpq {
 const Libpq& libpq() {
   // Thread-safe one-time load (the backup and failover threads may be first).
   static const Libpq lib = [] {
+    static levee::companion::DlLibrary dl("libpq.so.5", "libpq5");
     Libpq l;
-    void* handle = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      const char* why = dlerror();
-      l.error = std::string("levee: libpq.so.5 could not be loaded (install libpq5): ") +
-                (why != nullptr ? why : "unknown error") + "\n";
-      return l;
-    }
-    Libpq loaded;
-    bool complete = true;
-#define LEVEE_LIBPQ_RESOLVE(ret, name, params, args, fallback)                          \
-  loaded.name = reinterpret_cast<ret(*) params>(dlsym(handle, #name));                  \
-  if (loaded.name == nullptr && complete) {                                             \
-    complete = false;                                                                   \
-    l.error = "levee: libpq.so.5 has no symbol " #name " (libpq too old?)\n";           \
-  }
+#define LEVEE_LIBPQ_RESOLVE(ret, name, params, args, fallback) dl.resolve(l.name, #name);
     LEVEE_LIBPQ_FUNCTIONS(LEVEE_LIBPQ_RESOLVE)
 #undef LEVEE_LIBPQ_RESOLVE
-    if (!complete) {
-      return l;  // all or nothing: never a mix of real calls and fallbacks
+    if (!dl.ok()) {
+      Libpq none;  // all or nothing: never a mix of real calls and fallbacks
+      none.error = dl.error() + "\n";
+      return none;
     }
-    return loaded;  // the handle stays open for the life of the process
+    return l;
   }();
   return lib;
 }

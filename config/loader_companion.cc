@@ -153,11 +153,84 @@ void parseMembers(LoadContext& ctx, const Node& node, const std::string& path,
   }
 }
 
+// "http://host:port" (a trailing "/" is dropped). Returns an error message, or empty.
+std::string checkEtcdEndpoint(std::string& url) {
+  if (url.starts_with("https://")) {
+    return "TLS to etcd is not supported yet by this build (use http://, e.g. through a local "
+           "TLS-terminating proxy or on a private network)";
+  }
+  if (!url.starts_with("http://")) {
+    return "expected http://host:port, got " + quoteText(url);
+  }
+  if (url.ends_with("/")) {
+    url.pop_back();
+  }
+  const std::string_view authority = std::string_view(url).substr(7);
+  const size_t colon = authority.rfind(':');
+  if (authority.empty() || authority.find_first_of("/?#@ ") != std::string_view::npos ||
+      colon == std::string_view::npos || colon == 0) {
+    return "expected http://host:port (no path, no credentials), got " + quoteText(url);
+  }
+  const std::string_view port = authority.substr(colon + 1);
+  uint32_t n = 0;
+  if (port.empty() || port.size() > 5 || !std::ranges::all_of(port, [](char c) { return c >= '0' && c <= '9'; }) ||
+      (n = static_cast<uint32_t>(std::stoul(std::string(port)))) == 0 || n > 65535) {
+    return "expected a port in [1,65535] in " + quoteText(url);
+  }
+  return "";
+}
+
+void parseEtcdLease(LoadContext& ctx, const MapReader& m, PostgresFailoverConfig& out) {
+  if (const Node* eps = m.require("endpoints"); eps != nullptr && expectSequence(ctx, *eps, m.path("endpoints"))) {
+    if (eps->items.empty()) {
+      ctx.error(*eps, m.path("endpoints"), "needs at least one etcd endpoint (http://host:port)");
+    }
+    for (size_t i = 0; i < eps->items.size(); ++i) {
+      const Node& item = eps->items[i];
+      if (!item.isScalar()) {
+        ctx.error(item, indexPath(m.path("endpoints"), i), "expected http://host:port, got " + describeNode(item));
+        continue;
+      }
+      std::string url = item.scalar;
+      if (std::string err = checkEtcdEndpoint(url); !err.empty()) {
+        ctx.error(item, indexPath(m.path("endpoints"), i), err);
+        continue;
+      }
+      out.lease_endpoints.push_back(std::move(url));
+    }
+  }
+  if (const Node* key = m.require("key"); key != nullptr && m.string("key", out.lease_key)) {
+    if (out.lease_key.size() > 1024) {
+      ctx.error(*key, m.path("key"), "expected an etcd key of at most 1024 bytes");
+    }
+  }
+  if (const Node* ttl = m.find("ttl"); ttl != nullptr && m.duration("ttl", out.lease_ttl)) {
+    if (out.lease_ttl < Duration(2000) || out.lease_ttl > Duration(300000)) {
+      ctx.error(*ttl, m.path("ttl"), "expected a duration in [2s,5m], got " + durationText(out.lease_ttl));
+    } else if (out.lease_ttl.count() % 1000 != 0) {
+      ctx.error(*ttl, m.path("ttl"), "etcd lease TTLs are whole seconds, got " + durationText(out.lease_ttl));
+    }
+  }
+}
+
 void parseLease(LoadContext& ctx, const Node& node, const std::string& path,
                 PostgresFailoverConfig& out) {
-  MapReader m(ctx, node, path, "lease", {"backend"});
-  if (m.require("backend") != nullptr) {
-    m.choice("backend", {{"none", PostgresFailoverConfig::LeaseBackend::None}}, out.lease_backend);
+  MapReader m(ctx, node, path, "lease", {"backend", "endpoints", "key", "ttl"});
+  if (!m.ok() || m.require("backend") == nullptr ||
+      !m.choice("backend",
+                {{"none", PostgresFailoverConfig::LeaseBackend::None},
+                 {"etcd", PostgresFailoverConfig::LeaseBackend::Etcd}},
+                out.lease_backend)) {
+    return;
+  }
+  if (out.lease_backend == PostgresFailoverConfig::LeaseBackend::Etcd) {
+    parseEtcdLease(ctx, m, out);
+    return;
+  }
+  for (std::string_view key : {"endpoints", "key", "ttl"}) {
+    if (const Node* n = m.find(key)) {
+      ctx.error(*n, m.path(key), "only for backend: etcd (backend none needs no settings)");
+    }
   }
 }
 

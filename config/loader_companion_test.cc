@@ -81,7 +81,7 @@ TEST(LoaderCompanionTest, ErrorsCarryLocationAndPath) {
         - { name: b, dsn: "user=x" }
       failure_threshold: 0
       max_lag: 16 parsecs
-      lease: { backend: etcd }
+      lease: { backend: zookeeper }
       check_intervall: 1s
 )")),
               ElementsAre(
@@ -96,10 +96,65 @@ TEST(LoaderCompanionTest, ErrorsCarryLocationAndPath) {
                   "p.yaml:14:16: companion.failover.postgres.max_lag: invalid size \"16 "
                   "parsecs\": unknown unit \" parsecs\" (use B, KB, MB, GB, TB, KiB, MiB, GiB or "
                   "TiB)",
-                  "p.yaml:15:25: companion.failover.postgres.lease.backend: backend \"etcd\" is "
-                  "not supported yet by this build (supported: none)",
+                  "p.yaml:15:25: companion.failover.postgres.lease.backend: expected one of "
+                  "none, etcd, got \"zookeeper\"",
                   "p.yaml:16:7: companion.failover.postgres.check_intervall: unknown key "
                   "\"check_intervall\" (did you mean \"check_interval\"?)"));
+}
+
+std::string withLease(std::string_view lease) {
+  return policyWith(std::string(kCompanion.substr(0, kCompanion.find("      lease:"))) + std::string(lease));
+}
+
+TEST(LoaderCompanionTest, EtcdLease) {
+  Policy p = load(withLease(R"(      lease:
+        backend: etcd
+        endpoints: [http://127.0.0.1:2379/, "http://etcd-1.etcd:2379"]
+        key: /levee/pg/leader
+)"));
+  const PostgresFailoverConfig& f = p.companion.failover_postgres;
+  EXPECT_EQ(f.lease_backend, PostgresFailoverConfig::LeaseBackend::Etcd);
+  EXPECT_THAT(f.lease_endpoints, ElementsAre("http://127.0.0.1:2379", "http://etcd-1.etcd:2379"));
+  EXPECT_EQ(f.lease_key, "/levee/pg/leader");
+  EXPECT_EQ(f.lease_ttl.count(), 10000);  // default
+  EXPECT_EQ(load(withLease("      lease: { backend: etcd, endpoints: [\"http://[::1]:2379\"], key: k, ttl: 30s }\n"))
+                .companion.failover_postgres.lease_ttl.count(),
+            30000);
+}
+
+TEST(LoaderCompanionTest, EtcdLeaseErrors) {
+  EXPECT_THAT(errorsOf(withLease(R"(      lease:
+        backend: etcd
+        endpoints: [https://10.0.0.1:2379, "10.0.0.2:2379", http://10.0.0.3:2379/v3, http://h:0, [x]]
+        ttl: 1s
+        tls: {}
+)")),
+              ElementsAre(
+                  "p.yaml:17:9: companion.failover.postgres.lease.key: missing required key \"key\"",
+                  "p.yaml:18:21: companion.failover.postgres.lease.endpoints[0]: TLS to etcd is not "
+                  "supported yet by this build (use http://, e.g. through a local TLS-terminating "
+                  "proxy or on a private network)",
+                  "p.yaml:18:44: companion.failover.postgres.lease.endpoints[1]: expected "
+                  "http://host:port, got \"10.0.0.2:2379\"",
+                  "p.yaml:18:61: companion.failover.postgres.lease.endpoints[2]: expected "
+                  "http://host:port (no path, no credentials), got \"http://10.0.0.3:2379/v3\"",
+                  "p.yaml:18:86: companion.failover.postgres.lease.endpoints[3]: expected a port in "
+                  "[1,65535] in \"http://h:0\"",
+                  "p.yaml:18:98: companion.failover.postgres.lease.endpoints[4]: expected "
+                  "http://host:port, got a sequence",
+                  "p.yaml:19:14: companion.failover.postgres.lease.ttl: expected a duration in "
+                  "[2s,5m], got 1s",
+                  "p.yaml:20:9: companion.failover.postgres.lease.tls: \"tls\" is not supported "
+                  "yet by this build"));
+  EXPECT_THAT(errorsOf(withLease("      lease: { backend: etcd, endpoints: [], key: \"\", ttl: 2500ms }\n")),
+              ElementsAre("p.yaml:16:42: companion.failover.postgres.lease.endpoints: needs at least "
+                          "one etcd endpoint (http://host:port)",
+                          "p.yaml:16:51: companion.failover.postgres.lease.key: must not be empty",
+                          "p.yaml:16:60: companion.failover.postgres.lease.ttl: etcd lease TTLs are "
+                          "whole seconds, got 2500ms"));
+  EXPECT_THAT(errorsOf(withLease("      lease: { backend: none, key: k }\n")),
+              ElementsAre("p.yaml:16:36: companion.failover.postgres.lease.key: only for backend: "
+                          "etcd (backend none needs no settings)"));
 }
 
 TEST(LoaderCompanionTest, DuplicateMembersAndTooFew) {

@@ -13,13 +13,10 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 5> kNotSupportedYet{{
     {"backup", "s3", ""},
     {"backup", "wal_archive", ""},
-    {"lease", "backend", "etcd"},
-    {"lease", "endpoints", ""},
-    {"lease", "key", ""},
-    {"lease", "ttl", ""},
+    {"lease", "tls", ""},
     {"listener", "tls", ""},
     {"upstream", "protocol", "http2"},
 }};

@@ -413,8 +413,14 @@ struct PostgresFailoverConfig {
   Duration check_timeout{1000};      // connect + queries of one check (and of pg_promote: 10x)
   uint32_t failure_threshold{3};     // consecutive failed checks of the primary
   uint64_t max_lag{16 * 1024 * 1024};  // WAL bytes behind the last known primary position
-  enum class LeaseBackend { None };
+  enum class LeaseBackend { None, Etcd };
   LeaseBackend lease_backend{LeaseBackend::None};
+  // backend etcd (companion/failover/lease_etcd.h): the v3 JSON gateway of these endpoints
+  // ("http://host:port", tried in order), the key every levee of the cluster competes for,
+  // and the lease TTL (renewed every ttl/3; held() is believed for ttl - ttl/4 after a renewal).
+  std::vector<std::string> lease_endpoints;
+  std::string lease_key;
+  Duration lease_ttl{10000};
   bool auto_failover{true};          // false: detect and report only, promote through the API
   // Field-wise: decides what state a reload may keep.
   bool operator==(const PostgresFailoverConfig&) const = default;

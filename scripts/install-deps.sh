@@ -24,6 +24,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   nginx-light haproxy wrk nghttp2-client curl procps iproute2 prometheus python3
   postgresql-15 postgresql-client-15 redis-server redis-tools tar util-linux
+  etcd-server etcd-client
 )
 RUNTIME_PKGS=(
   libuv1 libyaml-cpp0.7 libnghttp2-14 libssl3 libspdlog1.10 libfmt9 libpq5 libhiredis0.14
@@ -81,7 +82,7 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts nginx/haproxy/prometheus services on install; tests run their own
 # instances on loopback ports, so stop the system ones where a service manager exists.
 if [[ "$mode" == all ]] && command -v service >/dev/null 2>&1; then
-  for s in nginx haproxy prometheus prometheus-node-exporter postgresql redis-server; do
+  for s in nginx haproxy prometheus prometheus-node-exporter postgresql redis-server etcd; do
     $SUDO service "$s" stop >/dev/null 2>&1 || true
   done
 fi

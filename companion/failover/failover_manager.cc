@@ -14,7 +14,7 @@ namespace levee::companion::failover {
 namespace {
 
 constexpr std::string_view kResults[] = {"success", "failed", "no_candidate", "no_lease",
-                                         "auto_failover_off"};
+                                         "auto_failover_off", "locked"};
 
 // The promote body: empty, or a JSON object with optional "member" (string) and "force"
 // (bool). Returns an error message, or empty.
@@ -52,6 +52,7 @@ std::string parsePromoteBody(std::string_view body, std::string& member, bool& f
 std::string refuseDetail(const std::string& code) {
   if (code == "busy") return "a promotion is already in progress";
   if (code == "no_lease") return "this levee does not hold the leader lease";
+  if (code == "locked") return "another companion operation (a restore) is in progress";
   if (code == "no_candidate") return "no reachable replica within max_lag";
   if (code == "unknown_member") return "no member with that name";
   if (code == "not_a_reachable_replica") return "the member is not a reachable replica";
@@ -118,8 +119,8 @@ void MemberWorker::run() {
 
 FailoverManager::FailoverManager(event::Dispatcher& main,
                                  const config::PostgresFailoverConfig& config, stats::Store& store,
-                                 ChangeCb on_change)
-    : main_(main), state_(config), lease_(makeLease(config)), store_(store),
+                                 OperationLock& lock, ChangeCb on_change)
+    : main_(main), state_(config), lease_(makeLease(main, config)), store_(store), lock_(lock),
       on_change_(std::move(on_change)), checking_(config.members.size(), false) {
   for (size_t i = 0; i < config.members.size(); ++i) {
     workers_.push_back(std::make_unique<MemberWorker>());
@@ -138,12 +139,16 @@ FailoverManager::~FailoverManager() {
 void FailoverManager::stop() {
   timer_.reset();
   alive_.reset();
+  lease_->release();  // etcd: revokes the lease, so that another levee takes over at once
   for (auto& w : workers_) {
     w->dropQueued();
   }
 }
 
 bool FailoverManager::idle() const {
+  if (!lease_->idle()) {
+    return false;
+  }
   for (const auto& w : workers_) {
     if (!w->idle()) {
       return false;
@@ -159,6 +164,7 @@ void FailoverManager::start() {
             "max_lag {} bytes, lease {}, automatic failover {})",
             c.members.size(), c.check_interval.count(), c.failure_threshold, c.max_lag,
             lease_->backend(), c.auto_failover ? "on" : "off");
+  lease_->start();
   timer_ = main_.createTimer([this] { checkAll(); });
   timer_->enableRepeating(c.check_interval);
   checkAll();
@@ -256,6 +262,27 @@ void FailoverManager::startPromotion(const Decision& d, bool manual) {
     count("no_lease");
     return;
   }
+  auto guard = lock_.tryAcquire("failover promote " + member.name);
+  if (!guard) {
+    // A restore runs: never promote under it. The failure episode goes on; evaluate() tries
+    // again at every check and the promotion happens once the restore released the lock.
+    state_.onPromoteDone(d.target, false, main_.nowMs());
+    if (!lock_refusal_reported_) {
+      lock_refusal_reported_ = true;
+      LEVEE_LOG(Companion, err,
+                "failover: NOT promoting {} now: {} is in progress (companion operation lock); "
+                "deferred, retried at every check until it finished",
+                member.name, lock_.holder());
+      count("locked");
+    }
+    if (last_) {
+      last_->result = "locked";
+      last_->reason = lock_.holder() + " is in progress";
+    }
+    return;
+  }
+  lock_refusal_reported_ = false;
+  op_guard_.emplace(std::move(*guard));
   promote_started_ms_ = main_.nowMs();
   promote_manual_ = manual;
   promote_reason_ = d.reason;
@@ -269,15 +296,44 @@ void FailoverManager::startPromotion(const Decision& d, bool manual) {
   last_->target = member.name;
   last_->manual = manual;
   last_->reason = d.reason;
-  const auto lag = state_.receiveLagBytes(d.target);
+  // The lease once more, from the backend (etcd: a fresh keepalive and txn), not the cache.
+  std::weak_ptr<int> alive = alive_;
+  const size_t target = d.target;
+  lease_->confirm([this, alive, target](bool held, const std::string& error) {
+    if (!alive.expired()) {
+      onLeaseConfirmed(target, held, error);
+    }
+  });
+}
+
+void FailoverManager::abortPromotion(size_t target, std::string_view result, const std::string& why) {
+  op_guard_.reset();
+  state_.onPromoteDone(target, false, main_.nowMs());
+  LEVEE_LOG(Companion, err, "failover: not promoting {}: {}", config().members[target].name, why);
+  count(result);
+  if (last_) {
+    last_->result = std::string(result);
+    last_->error = why;
+  }
+  publishIfChanged();
+}
+
+void FailoverManager::onLeaseConfirmed(size_t target, bool held, const std::string& error) {
+  if (!held || !lease_->held()) {
+    abortPromotion(target, "no_lease",
+                   "the " + std::string(lease_->backend()) + " lease could not be confirmed right "
+                   "before promoting" + (error.empty() ? std::string() : ": " + error));
+    return;
+  }
+  const auto& member = config().members[target];
+  const auto lag = state_.receiveLagBytes(target);
   LEVEE_LOG(Companion, warn,
-            "failover: promoting {} ({}; received LSN {}, {} bytes behind the last known primary "
-            "position): SELECT pg_promote(wait => true)",
-            member.name, d.reason, formatLsn(state_.members()[d.target].receive_lsn),
-            lag ? std::to_string(*lag) : std::string("?"));
+            "failover: promoting {} ({}; lease {} confirmed; received LSN {}, {} bytes behind the "
+            "last known primary position): SELECT pg_promote(wait => true)",
+            member.name, promote_reason_, lease_->backend(),
+            formatLsn(state_.members()[target].receive_lsn), lag ? std::to_string(*lag) : std::string("?"));
   std::weak_ptr<int> alive = alive_;
   event::Dispatcher* main = &main_;
-  const size_t target = d.target;
   workers_[target]->submit(
       [this, target, alive, main, dsn = member.dsn, timeout = config().check_timeout] {
         PromoteResult r = promoteMember(dsn, timeout);
@@ -291,6 +347,7 @@ void FailoverManager::startPromotion(const Decision& d, bool manual) {
 }
 
 void FailoverManager::onPromoted(size_t target, bool ok, const std::string& error) {
+  op_guard_.reset();
   const uint64_t now = main_.nowMs();
   state_.onPromoteDone(target, ok, now);
   const std::string& name = config().members[target].name;
@@ -352,7 +409,15 @@ std::string FailoverManager::statusJson() const {
   const uint64_t now = main_.nowMs();
   w.beginObject();
   w.key("lease").beginObject().key("backend").value(lease_->backend());
-  w.key("held").value(lease_->held()).endObject();
+  w.key("held").value(lease_->held());
+  lease_->writeStatus(w);
+  w.endObject();
+  w.key("operation_lock");
+  if (lock_.held()) {
+    w.value(lock_.holder());
+  } else {
+    w.null();
+  }
   w.key("auto_failover").value(c.auto_failover);
   w.key("check_interval_ms").value(static_cast<int64_t>(c.check_interval.count()));
   w.key("failure_threshold").value(c.failure_threshold);
@@ -430,6 +495,12 @@ int FailoverManager::promote(std::string_view body, std::string& out_json) {
   if (std::string err = parsePromoteBody(body, member, force); !err.empty()) {
     w.beginObject().key("error").value("bad request body: " + err).endObject();
     return 400;
+  }
+  if (lock_.held() && !state_.promoting()) {
+    LEVEE_LOG(Companion, warn, "failover: promote request refused: {} is in progress", lock_.holder());
+    w.beginObject().key("error").value("locked");
+    w.key("detail").value(lock_.holder() + " is in progress (companion operation lock)").endObject();
+    return 409;
   }
   const auto before = state_.routedPrimary();
   Decision d = state_.requestPromote(member, force, lease_->held());
@@ -525,6 +596,8 @@ void FailoverManager::collect(std::string_view family,
   }
   if (family == "levee_db_split_brain") {
     out.push_back({{}, state_.splitBrain() ? 1.0 : 0.0});
+  } else if (family == "levee_failover_lease_held") {
+    out.push_back({{{"backend", std::string(lease_->backend())}}, lease_->held() ? 1.0 : 0.0});
   }
 }
 
@@ -541,6 +614,7 @@ void registerFailoverMetrics(stats::Store& store, std::function<const FailoverMa
       {"levee_db_member_fenced", "1 while levee routes nothing to the member (failed primary)."},
       {"levee_db_member_routed_primary", "1 for the member the role: primary routes go to."},
       {"levee_db_split_brain", "1 while more than one member reports being primary."},
+      {"levee_failover_lease_held", "1 while this levee holds the failover leader lease (may promote)."},
   };
   for (const Family& f : kFamilies) {
     store.gaugeCallback(f.name, f.help,

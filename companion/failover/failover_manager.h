@@ -17,6 +17,7 @@
 
 #include "companion/failover/cluster_state.h"
 #include "companion/failover/lease.h"
+#include "companion/operation_lock.h"
 #include "config/policy.h"
 #include "proxy/event/dispatcher.h"
 #include "proxy/stats/store.h"
@@ -49,8 +50,11 @@ private:
 class FailoverManager {
 public:
   using ChangeCb = std::function<void()>;
+  // `lock` is the companion's OperationLock (shared with restores): a promotion holds it from
+  // the lease confirmation until pg_promote finished; while somebody else holds it, automatic
+  // promotion is deferred (retried at every check) and the API answers 409 "locked".
   FailoverManager(event::Dispatcher& main, const config::PostgresFailoverConfig& config,
-                  stats::Store& store, ChangeCb on_change);
+                  stats::Store& store, OperationLock& lock, ChangeCb on_change);
   ~FailoverManager();
   FailoverManager(const FailoverManager&) = delete;
   FailoverManager& operator=(const FailoverManager&) = delete;
@@ -72,6 +76,7 @@ public:
   int promote(std::string_view body, std::string& out_json);
   // Patroni-style probes: role "primary" or "replica", query "lag=16MB" (replica).
   int roleHealth(std::string_view role, std::string_view query, std::string& out_json) const;
+  const LeaderLease& lease() const { return *lease_; }
   // Scrape-time gauges (levee_db_*), see registerFailoverMetrics.
   void collect(std::string_view family, std::vector<std::pair<stats::Labels, double>>& out) const;
 
@@ -80,6 +85,8 @@ private:
   void onObservation(size_t index, Observation obs);
   void decide();
   void startPromotion(const Decision& d, bool manual);
+  void onLeaseConfirmed(size_t target, bool held, const std::string& error);
+  void abortPromotion(size_t target, std::string_view result, const std::string& why);
   void onPromoted(size_t target, bool ok, const std::string& error);
   void publishIfChanged();
   void count(std::string_view result);
@@ -88,6 +95,9 @@ private:
   ClusterState state_;
   std::unique_ptr<LeaderLease> lease_;
   stats::Store& store_;
+  OperationLock& lock_;
+  std::optional<OperationLock::Guard> op_guard_;  // held from lease confirmation to pg_promote's end
+  bool lock_refusal_reported_{false};             // "deferred: <holder> runs" logged this episode
   ChangeCb on_change_;
   std::vector<std::unique_ptr<MemberWorker>> workers_;
   std::vector<bool> checking_;  // a check of member i is in flight

@@ -1,22 +1,40 @@
 #pragma once
 // The leader lease: only the levee holding it may promote (two sidecars watching the same
-// cluster must never both promote). Backends: `none` (a single levee: always held). The
-// interface leaves room for etcd and Kubernetes Lease objects, which renew asynchronously on
-// the main loop and answer held() from their last renewal.
+// cluster must never both promote). Backends: `none` (a single levee: always held) and `etcd`
+// (lease_etcd.h: renewed off the loop, held() answered from the last renewal). The interface
+// leaves room for Kubernetes Lease objects. Main loop only.
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "config/policy.h"
+#include "proxy/common/json.h"
+#include "proxy/event/dispatcher.h"
 
 namespace levee::companion::failover {
 
 class LeaderLease {
 public:
+  using ConfirmCb = std::function<void(bool held, const std::string& error)>;
   virtual ~LeaderLease() = default;
   virtual std::string_view backend() const = 0;
-  // Main loop: true while this instance holds the lease (checked right before promoting).
+  // Starts acquiring and renewing.
+  virtual void start() {}
+  // True while this instance holds the lease (conservative: false as soon as the backend may
+  // have given it to somebody else).
   virtual bool held() const = 0;
+  // Asks the backend again (a fresh round trip, not the cached state) and calls `cb` on the
+  // main loop with the answer: called right before promoting. Never calls `cb` after
+  // release() or once the lease is destroyed.
+  virtual void confirm(ConfirmCb cb) { cb(held(), ""); }
+  // Clean shutdown: stops renewing and gives the lease up (asynchronously).
+  virtual void release() {}
+  // Nothing in flight: the lease may be destroyed on the loop without waiting.
+  virtual bool idle() const { return true; }
+  // Fields of the status API's "lease" object besides backend and held.
+  virtual void writeStatus(json::Writer& w) const { (void)w; }
 };
 
 class NoLease final : public LeaderLease {
@@ -25,6 +43,7 @@ public:
   bool held() const override { return true; }
 };
 
-std::unique_ptr<LeaderLease> makeLease(const config::PostgresFailoverConfig& config);
+std::unique_ptr<LeaderLease> makeLease(event::Dispatcher& main,
+                                       const config::PostgresFailoverConfig& config);
 
 }  // namespace levee::companion::failover

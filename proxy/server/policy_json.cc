@@ -108,7 +108,17 @@ std::string policyToJson(const config::Policy& p) {
     }
     w.endArray().key("check_interval_ms").value(ms(f.check_interval));
     w.key("check_timeout_ms").value(ms(f.check_timeout)).key("failure_threshold").value(f.failure_threshold);
-    w.key("max_lag_bytes").value(f.max_lag).key("lease").beginObject().key("backend").value("none").endObject();
+    w.key("max_lag_bytes").value(f.max_lag).key("lease").beginObject();
+    if (f.lease_backend == config::PostgresFailoverConfig::LeaseBackend::Etcd) {
+      w.key("backend").value("etcd").key("endpoints").beginArray();
+      for (const auto& e : f.lease_endpoints) {
+        w.value(e);
+      }
+      w.endArray().key("key").value(f.lease_key).key("ttl_ms").value(ms(f.lease_ttl));
+    } else {
+      w.key("backend").value("none");
+    }
+    w.endObject();
     w.key("auto_failover").value(f.auto_failover).endObject().endObject().endObject();
   }
   w.endObject();

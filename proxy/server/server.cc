@@ -1077,7 +1077,7 @@ void Server::syncFailover() {
   if (!c.enabled) {
     return;
   }
-  failover_ = std::make_unique<companion::failover::FailoverManager>(main_, c, store_, [this] {
+  failover_ = std::make_unique<companion::failover::FailoverManager>(main_, c, store_, companion_lock_, [this] {
     if (started_ || !workers_.empty()) {
       rebuildHostSets();
     }

@@ -122,6 +122,9 @@ private:
   event::TimerPtr dns_timer_;
   event::TimerPtr tick_timer_;
   std::map<std::string, std::unique_ptr<upstream::HealthChecker>> checkers_;
+  // The companion (DESIGN section 8): one lock shared by restore and failover (declared before
+  // both, so that it outlives the guards they hold).
+  companion::OperationLock companion_lock_;
   std::unique_ptr<companion::failover::FailoverManager> failover_;  // companion.failover.postgres
   // Replaced by a reload, destroyed once their threads are idle (never joined on the loop).
   std::vector<std::unique_ptr<companion::failover::FailoverManager>> retired_failover_;
@@ -135,8 +138,6 @@ private:
   event::TimerPtr degradation_timer_;
   event::TimerPtr drain_timer_;
   event::TimerPtr drain_delay_timer_;
-  // The companion (DESIGN section 8): one lock shared by restore and failover.
-  companion::OperationLock companion_lock_;
   std::unique_ptr<companion::backup::BackupManager> backup_;
   std::string admin_token_;
   // Last reload attempt, for GET /admin/config.

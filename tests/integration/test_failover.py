@@ -185,26 +185,24 @@ class PgCluster:
                     pass
 
 
-@unittest.skipUnless(pg_available(), "PostgreSQL 15 server binaries not installed")
-class FailoverTest(h.LeveeTestCase):
+def start_cluster(test):
+    """A PgCluster under the test's temp dir, stopped by the test's cleanup."""
+    os.chmod(test.tmp, 0o755)  # the postgres user must reach its data directories
+    base = os.path.join(test.tmp, "pg")
+    os.makedirs(base)
+    pg = PgCluster(base)
+    test.addCleanup(pg.stop)
+    pg.setup()
+    return pg
 
-    def setUp(self):
-        super().setUp()
-        os.chmod(self.tmp, 0o755)  # the postgres user must reach its data directories
-        base = os.path.join(self.tmp, "pg")
-        os.makedirs(base)
-        self.pg = PgCluster(base)
-        self.addCleanup(self.pg.stop)
-        self.pg.setup()
 
-    def start_levee_for(self, extra=""):
-        ports = {"probes": h.free_port(), "admin": h.free_port(), "rw": h.free_port(),
-                 "ro": h.free_port()}
-        tf, tok = self.token_file()
-        ports["token"] = tok
-        yaml = """
+def policy_yaml(ports, token_file, pg_ports, lease="{ backend: none }", extra="", service="fo"):
+    """A levee policy with admin and probes, a pg-rw (role primary) and a pg-ro (role replica)
+    TCP listener, and companion.failover.postgres over the two members on `pg_ports`. `extra`
+    continues the companion section (its first line is indented by the template's 8 spaces)."""
+    return """
         version: 1
-        service: fo
+        service: %(service)s
         admin: { address: 127.0.0.1:%(admin)d, token_file: %(tf)s }
         probes: { address: 127.0.0.1:%(probes)d }
         listeners:
@@ -219,8 +217,25 @@ class FailoverTest(h.LeveeTestCase):
               members:
                 - { name: pg-0, dsn: "host=127.0.0.1 port=%(p0)d user=postgres dbname=postgres" }
                 - { name: pg-1, dsn: "host=127.0.0.1 port=%(p1)d user=postgres dbname=postgres" }
+              lease: %(lease)s
         %(extra)s
-        """ % dict(ports, tf=tf, p0=self.pg.ports[0], p1=self.pg.ports[1], extra=extra)
+        """ % dict(ports, tf=token_file, p0=pg_ports[0], p1=pg_ports[1], lease=lease,
+                   extra=extra, service=service)
+
+
+@unittest.skipUnless(pg_available(), "PostgreSQL 15 server binaries not installed")
+class FailoverTest(h.LeveeTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.pg = start_cluster(self)
+
+    def start_levee_for(self, extra=""):
+        ports = {"probes": h.free_port(), "admin": h.free_port(), "rw": h.free_port(),
+                 "ro": h.free_port()}
+        tf, tok = self.token_file()
+        ports["token"] = tok
+        yaml = policy_yaml(ports, tf, self.pg.ports, extra=extra)
         lv = self.start_levee(yaml, ports["probes"], ports["admin"])
         return lv, ports
 
