@@ -13,9 +13,8 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
     {"backup", "s3", ""},
-    {"backup", "wal_archive", ""},
     {"lease", "backend", "etcd"},
     {"lease", "endpoints", ""},
     {"lease", "key", ""},
