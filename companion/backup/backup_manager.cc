@@ -122,6 +122,7 @@ void BackupManager::configure(const config::BackupConfig& config) {
         catalog_ = std::move(loaded->entries);
         catalog_loaded_ = true;
         updateCatalogMetrics();
+        pruneWalArchive();
         LEVEE_LOG(Main, info, "backup: {} verified backup(s) in {}", catalog_.size(), config_.dir);
         const int64_t now = unixNow(time_);
         if (schedule_) {
@@ -468,6 +469,46 @@ void BackupManager::applyRetention() {
     }, [] {});
   }
   updateCatalogMetrics();
+  pruneWalArchive();
+}
+
+// WAL retention: once a base backup is kept, the archive only needs the segments from the oldest
+// kept base backup's start on. Without any base backup nothing is removed.
+void BackupManager::pruneWalArchive() {
+  if (!wal_) {
+    return;
+  }
+  std::optional<uint64_t> keep_from;
+  for (const auto& e : catalog_) {
+    auto seg = e.base_backup.find("start_segment");
+    auto dir = e.base_backup.find("archive_dir");
+    if (e.type != "base" || seg == e.base_backup.end() || dir == e.base_backup.end() ||
+        dir->second != wal_->config().dir) {
+      continue;
+    }
+    if (auto id = wal::parseSegmentName(seg->second); id && (!keep_from || id->segno < *keep_from)) {
+      keep_from = id->segno;
+    }
+  }
+  if (!keep_from) {
+    return;
+  }
+  const std::string dir = wal_->config().dir;
+  const uint64_t from = *keep_from;
+  event::queueWork(dispatcher_, [dir, from] {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(dir, ec)) {
+      names.push_back(f.path().filename().string());
+    }
+    size_t removed = 0;
+    for (const auto& name : wal::prunableSegments(names, from)) {
+      removed += std::filesystem::remove(dir + "/" + name, ec) ? 1 : 0;
+    }
+    if (removed > 0) {
+      LEVEE_LOG(Main, info, "backup: WAL retention removed {} segment(s) older than the oldest base backup", removed);
+    }
+  }, [] {});
 }
 
 void BackupManager::updateCatalogMetrics() {
@@ -602,6 +643,7 @@ ApiResponse BackupManager::remove(const std::string& id) {
   }
   catalog_.erase(e);
   updateCatalogMetrics();
+  pruneWalArchive();
   storage::LocalStore store(config_.dir);
   event::queueWork(dispatcher_, [store, id] {
     if (auto st = store.removeSet(id); !st) {

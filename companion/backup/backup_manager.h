@@ -99,6 +99,7 @@ private:
   void runInPool(const JobPtr& job, std::function<Status()> work, std::function<void(Job&, Status)> then);
 
   void retireWalArchiver();
+  void pruneWalArchive();
   void applyRetention();
   void scheduleTimer();
   void onScheduleTick();

@@ -93,8 +93,7 @@ void BackupManager::addBaseBackupSteps(const JobPtr& job) {
       "pg_basebackup",
       [wal_config](Job& j) {
         return std::vector<std::string>{"pg_basebackup", "-d", wal_config.dsn, "-D", j.store.setDir(j.id),
-                                        "-Ft", "-z", "-X", "none", "-c", "fast", "-l", "levee " + j.id,
-                                        "--manifest-checksums=SHA256"};
+                                        "-Ft", "-z", "-X", "none", "-c", "fast", "-l", "levee " + j.id};
       },
       [](Job& j, ToolResult& r) -> Status {
         LEVEE_RETURN_IF_ERROR(ranOk(r, "pg_basebackup"));

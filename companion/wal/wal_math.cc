@@ -42,6 +42,17 @@ std::optional<SegmentId> parseSegmentName(std::string_view name, uint64_t segmen
   return id;
 }
 
+std::vector<std::string> prunableSegments(const std::vector<std::string>& names, uint64_t keep_from_segno,
+                                          uint64_t segment_size) {
+  std::vector<std::string> out;
+  for (const auto& name : names) {
+    if (auto id = parseSegmentName(name, segment_size); id && id->segno < keep_from_segno) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
 void RpoEstimator::addPrimarySample(double t, uint64_t primary_lsn) {
   if (!samples_.empty() && primary_lsn < samples_.back().lsn) {
     samples_.clear();  // a different primary (failover, restore): start over

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace levee::companion::wal {
 
@@ -25,6 +26,12 @@ struct SegmentId {
 // A WAL segment file name (24 hex digits, optionally ".partial"); nullopt for anything else
 // (history files, pg_receivewal.log, temporary files).
 std::optional<SegmentId> parseSegmentName(std::string_view name, uint64_t segment_size = kDefaultSegmentSize);
+
+// WAL retention: the segment files (complete or .partial, any timeline) that no kept base backup
+// needs, i.e. those before `keep_from_segno` (the start segment of the oldest base backup kept).
+// History files and anything else stay.
+std::vector<std::string> prunableSegments(const std::vector<std::string>& names, uint64_t keep_from_segno,
+                                          uint64_t segment_size = kDefaultSegmentSize);
 
 // The achieved recovery point objective, from periodic samples of the primary's WAL position
 // and of the archive's durable (flushed) position:

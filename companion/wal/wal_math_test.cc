@@ -37,6 +37,17 @@ TEST(WalSegmentTest, RejectsOtherFiles) {
   EXPECT_FALSE(parseSegmentName("000000010000000000000003.PARTIAL"));
 }
 
+TEST(WalSegmentTest, PrunesOnlySegmentsBeforeTheOldestBase) {
+  const std::vector<std::string> names{"000000010000000000000001", "000000010000000000000002.partial",
+                                       "000000010000000000000003", "000000020000000000000003",
+                                       "000000020000000000000004.partial", "00000002.history",
+                                       "pg_receivewal.log"};
+  EXPECT_EQ(prunableSegments(names, 3),
+            (std::vector<std::string>{"000000010000000000000001", "000000010000000000000002.partial"}));
+  EXPECT_TRUE(prunableSegments(names, 0).empty());
+  EXPECT_EQ(prunableSegments(names, 100).size(), 5u);  // never the history file or the log
+}
+
 TEST(RpoEstimatorTest, CaughtUpIsZero) {
   RpoEstimator r;
   EXPECT_EQ(r.rpoSeconds(10, 0), 0);  // no sample yet

@@ -80,7 +80,7 @@ class WalArchiveTest(tb.BackupTestBase):
         self.pg.sql("CREATE DATABASE app")
         self.pg.sql("CREATE TABLE events (id serial PRIMARY KEY, phase text NOT NULL, "
                     "at timestamptz NOT NULL DEFAULT clock_timestamp())", db="app")
-        self.pg.sql("INSERT INTO events (phase) SELECT 'seed' FROM generate_series(1, 100)", db="app")
+        self.pg.sql("INSERT INTO events (phase) SELECT 'seed' FROM generate_series(1, 99)", db="app")
         wal_dir = self.start_wal_levee()
         # The slot exists and is streamed from; segments land in the store.
         self.assertEqual(self.pg.sql("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'" % SLOT), "t")
@@ -89,6 +89,12 @@ class WalArchiveTest(tb.BackupTestBase):
         self.assertGreater(status["pid"], 0)
         self.assertTrue(status["synchronous"])
         self.assertEqual(self.api("POST", "/api/v1/backup/wal").status, 405)
+        # A complete segment from before the base backup: WAL retention removes it once the base
+        # backup is cataloged.
+        self.pg.sql("INSERT INTO events (phase) VALUES ('seed')", db="app")
+        old_segment = self.pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        self.pg.sql("SELECT pg_switch_wal()")
+        h.poll(lambda: os.path.exists(os.path.join(wal_dir, old_segment)), 30, what="a complete segment")
 
         # A physical base backup, verified before it is listed.
         job = self.wait_job(self.create("base"), timeout=180)
@@ -108,6 +114,9 @@ class WalArchiveTest(tb.BackupTestBase):
         with open(os.path.join(self.store, "sets", entry["id"], "base.tar.gz"), "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).hexdigest(), arts["postgres-base"]["sha256"])
         self.assertIn(entry["id"], self.listed_ids())
+        self.assertLess(old_segment, base["start_segment"])
+        h.poll(lambda: not os.path.exists(os.path.join(wal_dir, old_segment)), 30,
+               what="WAL retention removed %s" % old_segment)
         self.assertGreater(h.metric_sum(self.lv.metrics_parsed(), "levee_backup_last_success_timestamp_seconds",
                                         type="base"), 0)
 
