@@ -498,8 +498,9 @@ void BackupManager::pruneWalArchive() {
   event::queueWork(dispatcher_, [dir, from] {
     std::vector<std::string> names;
     std::error_code ec;
-    for (const auto& f : std::filesystem::directory_iterator(dir, ec)) {
-      names.push_back(f.path().filename().string());
+    for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec)) {
+      names.push_back(it->path().filename().string());
     }
     size_t removed = 0;
     for (const auto& name : wal::prunableSegments(names, from)) {

@@ -109,8 +109,9 @@ void BackupManager::addBaseBackupSteps(const JobPtr& job) {
         const std::string dir = j.store.setDir(j.id);
         return [state, dir]() -> Status {
           std::error_code ec;
-          for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-            const std::string name = e.path().filename().string();
+          for (auto it = std::filesystem::directory_iterator(dir, ec);
+               !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+            const std::string name = it->path().filename().string();
             if (name != kBaseFile && name != kManifest) {
               return makeError("unexpected file " + name + " from pg_basebackup (tablespaces are not supported)");
             }

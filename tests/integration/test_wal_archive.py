@@ -260,6 +260,12 @@ class WalArchiveTest(tb.BackupTestBase):
         self.assertIn("pg_receivewal (pid %d) stopped" % new["pid"], self.lv.stdout_text() + self.lv.stderr_text())
         self.assertEqual(self.pg.sql("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'" % SLOT), "f")
 
+        # Without wal_archive there is no base backup and no archive status.
+        self.levee(['postgres: { dsn: "%s", databases: [load] }' % self.pg.dsn], store=os.path.join(self.tmp, "s2"))
+        self.assertEqual(self.api("POST", "/api/v1/backup/create", {"type": "base"}).status, 400)
+        self.assertEqual(self.api("GET", "/api/v1/backup/wal").status, 404)
+        self.assertEqual(h.metric_series(self.lv.metrics_parsed(), "levee_wal_archive_up"), {})
+
 
 if __name__ == "__main__":
     unittest.main()
