@@ -1,5 +1,5 @@
-// `companion.backup` (DESIGN sections 5 and 8); backup's `s3` and `wal_archive` are in the
-// not-supported-yet table. The rest of `companion` is in loader_companion.cc.
+// `companion.backup` (DESIGN sections 5 and 8); backup's `s3` is in the not-supported-yet
+// table. The rest of `companion` is in loader_companion.cc.
 
 #include <algorithm>
 
@@ -80,10 +80,61 @@ void parseTargets(LoadContext& ctx, const Node& node, const std::string& path, B
   }
 }
 
+// Replication slot names: lower-case letters, digits and underscores (PostgreSQL's rule).
+bool isValidSlotName(std::string_view s) {
+  return !s.empty() && s.size() <= 63 && std::ranges::all_of(s, [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+void parseWalArchive(LoadContext& ctx, const Node& node, const std::string& path, BackupConfig& out) {
+  MapReader m(ctx, node, path, "backup_wal_archive",
+              {"enabled", "dsn", "slot", "dir", "restart_backoff", "max_restart_backoff", "status_interval",
+               "synchronous"});
+  if (!m.ok()) {
+    return;
+  }
+  WalArchiveConfig& w = out.wal_archive;
+  w.enabled = true;
+  m.boolean("enabled", w.enabled);
+  m.string("dsn", w.dsn);
+  if (const Node* slot = m.find("slot")) {
+    if (m.string("slot", w.slot) && !isValidSlotName(w.slot)) {
+      ctx.error(*slot, m.path("slot"), "slot names must match [a-z0-9_]{1,63}, got " + quoteText(w.slot));
+    }
+  }
+  if (const Node* dir = m.find("dir")) {
+    if (m.string("dir", w.dir) && !isAbsolutePath(w.dir)) {
+      ctx.error(*dir, m.path("dir"), "expected an absolute directory path, got " + quoteText(w.dir));
+    }
+  }
+  positiveDuration(ctx, m, "restart_backoff", w.restart_backoff);
+  positiveDuration(ctx, m, "max_restart_backoff", w.max_restart_backoff);
+  positiveDuration(ctx, m, "status_interval", w.status_interval);
+  m.boolean("synchronous", w.synchronous);
+  if (w.max_restart_backoff < w.restart_backoff) {
+    ctx.error(m.find("max_restart_backoff") != nullptr ? *m.find("max_restart_backoff") : node,
+              m.path("max_restart_backoff"), "must be at least restart_backoff (" +
+                                                 durationText(w.restart_backoff) + ")");
+  }
+  if (w.enabled && w.dsn.empty()) {
+    if (out.postgres_dsn.empty()) {
+      ctx.error(node, m.path("dsn"), "missing required key \"dsn\" (or set targets.postgres.dsn)");
+    }
+    w.dsn = out.postgres_dsn;
+  }
+  if (w.enabled && w.dir.empty() && !out.dir.empty()) {
+    w.dir = out.dir + "/wal";
+  }
+  if (!w.enabled) {
+    w = WalArchiveConfig{};
+  }
+}
+
 }  // namespace
 
 void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, BackupConfig& out) {
-  MapReader m(ctx, node, path, "backup", {"dir", "targets", "retention", "schedule"});
+  MapReader m(ctx, node, path, "backup", {"dir", "targets", "retention", "schedule", "wal_archive"});
   if (!m.ok()) {
     return;
   }
@@ -112,6 +163,9 @@ void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, Ba
         ctx.error(*schedule, m.path("schedule"), "the cron expression never matches a date");
       }
     }
+  }
+  if (const Node* wal = m.find("wal_archive")) {  // after targets: its dsn defaults to theirs
+    parseWalArchive(ctx, *wal, m.path("wal_archive"), out);
   }
 }
 

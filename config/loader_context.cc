@@ -13,9 +13,8 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 5> kNotSupportedYet{{
+constexpr std::array<NotSupportedYet, 4> kNotSupportedYet{{
     {"backup", "s3", ""},
-    {"backup", "wal_archive", ""},
     {"lease", "tls", ""},
     {"listener", "tls", ""},
     {"upstream", "protocol", "http2"},

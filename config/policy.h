@@ -426,6 +426,20 @@ struct PostgresFailoverConfig {
   bool operator==(const PostgresFailoverConfig&) const = default;
 };
 
+// `companion.backup.wal_archive` (companion/wal/README.md): a supervised pg_receivewal into the
+// store, for base backups and point-in-time restores.
+struct WalArchiveConfig {
+  bool enabled{false};              // the block is present and `enabled` is not false
+  std::string dsn;                  // libpq conninfo without dbname (default: targets.postgres.dsn)
+  std::string slot{"levee_wal"};    // physical replication slot, created if missing
+  std::string dir;                  // absolute; default <backup.dir>/wal
+  Duration restart_backoff{1000};   // first restart delay after pg_receivewal exits; doubles
+  Duration max_restart_backoff{30000};
+  Duration status_interval{1000};   // how often the archive's lag is measured
+  bool synchronous{true};           // pg_receivewal --synchronous (fsync as it receives)
+  bool operator==(const WalArchiveConfig&) const = default;
+};
+
 // `companion.backup` (DESIGN section 8; companion/README.md). Off unless the section is present.
 struct BackupConfig {
   bool enabled{false};
@@ -439,6 +453,7 @@ struct BackupConfig {
   uint32_t retention_weekly{4};
   uint32_t retention_monthly{12};
   std::string schedule;                     // 5-field cron (UTC); empty: API only
+  WalArchiveConfig wal_archive;
   bool operator==(const BackupConfig&) const = default;
 };
 

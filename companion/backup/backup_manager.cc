@@ -1,6 +1,7 @@
 #include "companion/backup/backup_manager.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <random>
 
 #include "companion/backup/job.h"
@@ -14,7 +15,7 @@ namespace {
 
 constexpr size_t kFinishedJobsKept = 100;
 constexpr std::string_view kPrefix = "/api/v1/backup";
-constexpr std::string_view kTypes[] = {"database", "storage", "full"};
+constexpr std::string_view kTypes[] = {"database", "storage", "full", "base"};
 
 ApiResponse error(int status, std::string_view message) {
   std::string body;
@@ -63,6 +64,13 @@ BackupManager::~BackupManager() {
 
 void BackupManager::configure(const config::BackupConfig& config) {
   const bool dir_changed = config.dir != config_.dir || configure_generation_ == 0;
+  if (wal_ && (!config.wal_archive.enabled || wal_->config() != config.wal_archive)) {
+    retireWalArchiver();
+  }
+  if (config.wal_archive.enabled && !wal_) {
+    wal_ = std::make_unique<wal::WalArchiver>(dispatcher_, store_, time_, config.wal_archive);
+    wal_->start();
+  }
   config_ = config;
   retention_ = RetentionPolicy{config.retention_daily, config.retention_weekly, config.retention_monthly};
   schedule_.reset();
@@ -114,6 +122,7 @@ void BackupManager::configure(const config::BackupConfig& config) {
         catalog_ = std::move(loaded->entries);
         catalog_loaded_ = true;
         updateCatalogMetrics();
+        pruneWalArchive();
         LEVEE_LOG(Main, info, "backup: {} verified backup(s) in {}", catalog_.size(), config_.dir);
         const int64_t now = unixNow(time_);
         if (schedule_) {
@@ -134,6 +143,20 @@ void BackupManager::configure(const config::BackupConfig& config) {
         scheduleTimer();
         startNext();
       });
+}
+
+// A reload changed or removed wal_archive: the old pg_receivewal is stopped and reaped by the
+// loop (never waited for on it); a new one on the same slot restarts with backoff until the old
+// one has let go of the slot.
+void BackupManager::retireWalArchiver() {
+  wal::WalArchiver* old = wal_.get();
+  retired_wal_.push_back(std::move(wal_));
+  std::weak_ptr<bool> alive = alive_;
+  old->retire([this, alive, old] {
+    if (!alive.expired()) {
+      std::erase_if(retired_wal_, [old](const auto& w) { return w.get() == old; });
+    }
+  });
 }
 
 // === scheduling ===
@@ -235,8 +258,11 @@ void BackupManager::startNext() {
       return {};
     };
   }));
-  const bool db = job->type != "storage";
-  const bool files = job->type != "database";
+  const bool db = job->type != "storage" && job->type != "base";
+  const bool files = job->type != "database" && job->type != "base";
+  if (job->type == "base") {
+    addBaseBackupSteps(job);
+  }
   if (db && !job->config.postgres_databases.empty()) {
     addPostgresSteps(job);
   }
@@ -352,7 +378,13 @@ void BackupManager::finishRestore(const JobPtr& job) {
   job->finished_at = unixNow(time_);
   job->guard.reset();
   store_.counter("levee_restore_total", "", {{"result", "success"}}).inc();
-  LEVEE_LOG(Main, info, "restore {}: backup {} restored and swapped in", job->id, job->entry.id);
+  if (job->type == "base") {
+    LEVEE_LOG(Main, info, "restore {}: backup {} prepared in {}: start PostgreSQL on it", job->id, job->entry.id,
+              job->restore_data_dir);
+    job->restore_data_dir.clear();
+  } else {
+    LEVEE_LOG(Main, info, "restore {}: backup {} restored and swapped in", job->id, job->entry.id);
+  }
   rememberFinished(job);
 }
 
@@ -369,12 +401,17 @@ void BackupManager::failJob(const JobPtr& job, const std::string& message) {
     const std::string conninfo = conninfoFor(job->config.postgres_dsn, "postgres");
     const std::string temp_db = job->restore_temp_db;
     const std::string live_db = job->restore_live_db;
+    const std::string data_dir = job->restore_data_dir;
     auto guard = std::make_shared<std::optional<OperationLock::Guard>>(std::move(job->guard));
     event::queueWork(
         dispatcher_,
-        [pg, conninfo, temp_db, live_db] {
+        [pg, conninfo, temp_db, live_db, data_dir] {
           if (pg) {
             pg->close();
+          }
+          if (!data_dir.empty()) {  // a half-prepared data directory (point-in-time restore)
+            std::error_code ec;
+            std::filesystem::remove_all(data_dir, ec);
           }
           PgSession maint;
           if (temp_db.empty() || !maint.connect(conninfo)) {
@@ -432,6 +469,47 @@ void BackupManager::applyRetention() {
     }, [] {});
   }
   updateCatalogMetrics();
+  pruneWalArchive();
+}
+
+// WAL retention: once a base backup is kept, the archive only needs the segments from the oldest
+// kept base backup's start on. Without any base backup nothing is removed.
+void BackupManager::pruneWalArchive() {
+  if (!wal_) {
+    return;
+  }
+  std::optional<uint64_t> keep_from;
+  for (const auto& e : catalog_) {
+    auto seg = e.base_backup.find("start_segment");
+    auto dir = e.base_backup.find("archive_dir");
+    if (e.type != "base" || seg == e.base_backup.end() || dir == e.base_backup.end() ||
+        dir->second != wal_->config().dir) {
+      continue;
+    }
+    if (auto id = wal::parseSegmentName(seg->second); id && (!keep_from || id->segno < *keep_from)) {
+      keep_from = id->segno;
+    }
+  }
+  if (!keep_from) {
+    return;
+  }
+  const std::string dir = wal_->config().dir;
+  const uint64_t from = *keep_from;
+  event::queueWork(dispatcher_, [dir, from] {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec)) {
+      names.push_back(it->path().filename().string());
+    }
+    size_t removed = 0;
+    for (const auto& name : wal::prunableSegments(names, from)) {
+      removed += std::filesystem::remove(dir + "/" + name, ec) ? 1 : 0;
+    }
+    if (removed > 0) {
+      LEVEE_LOG(Main, info, "backup: WAL retention removed {} segment(s) older than the oldest base backup", removed);
+    }
+  }, [] {});
 }
 
 void BackupManager::updateCatalogMetrics() {
@@ -466,6 +544,12 @@ ApiResponse BackupManager::handle(const std::string& method, const std::string& 
   if (rest == "/list") {
     return read ? list() : allow("GET");
   }
+  if (rest == "/wal") {
+    if (!read) {
+      return allow("GET");
+    }
+    return wal_ ? ApiResponse{200, wal_->statusJson()} : error(404, "companion.backup.wal_archive is not enabled");
+  }
   if (rest.starts_with("/restore/")) {
     std::string id(rest.substr(9));
     if (!isValidId(id)) {
@@ -494,9 +578,12 @@ ApiResponse BackupManager::create(const std::string& body) {
   const JsonValue* type = v->find("type");
   if (type == nullptr || !type->isString() ||
       std::ranges::find(kTypes, std::string_view(type->asString())) == std::end(kTypes)) {
-    return error(400, "\"type\" must be one of database, storage, full");
+    return error(400, "\"type\" must be one of database, storage, full, base");
   }
   const std::string t = type->asString();
+  if (t == "base" && !wal_) {
+    return error(400, "a base backup needs continuous WAL archiving (companion.backup.wal_archive)");
+  }
   const bool has_db = !config_.postgres_databases.empty() || config_.redis_enabled;
   const bool has_files = !config_.file_paths.empty();
   if ((t == "database" && !has_db) || (t == "storage" && !has_files)) {
@@ -557,6 +644,7 @@ ApiResponse BackupManager::remove(const std::string& id) {
   }
   catalog_.erase(e);
   updateCatalogMetrics();
+  pruneWalArchive();
   storage::LocalStore store(config_.dir);
   event::queueWork(dispatcher_, [store, id] {
     if (auto st = store.removeSet(id); !st) {
@@ -582,6 +670,9 @@ ApiResponse BackupManager::restore(const std::string& id, const std::string& bod
   auto e = std::ranges::find_if(catalog_, [&](const CatalogEntry& c) { return c.id == id; });
   if (e == catalog_.end()) {
     return error(404, "unknown backup " + id);
+  }
+  if (e->type == "base") {
+    return restoreBase(*e, *v);
   }
   const bool has_pg = std::ranges::any_of(e->artifacts, [](const Artifact& a) { return a.kind == "postgres"; });
   if (!has_pg) {

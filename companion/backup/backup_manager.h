@@ -19,7 +19,9 @@
 
 #include "companion/backup/catalog.h"
 #include "companion/backup/retention.h"
+#include "companion/json_value.h"
 #include "companion/operation_lock.h"
+#include "companion/wal/wal_archiver.h"
 #include "config/policy.h"
 #include "proxy/common/cron.h"
 #include "proxy/common/time_source.h"
@@ -56,6 +58,8 @@ public:
   // Test and status hooks.
   bool catalogLoaded() const { return catalog_loaded_; }
   size_t catalogSize() const { return catalog_.size(); }
+  // The WAL archiver of `wal_archive` (nullptr when off); for metrics and base backups.
+  const wal::WalArchiver* walArchiver() const { return wal_.get(); }
 
 private:
   using Next = std::function<void(Status)>;
@@ -82,6 +86,9 @@ private:
   void addFilesSteps(const JobPtr& job);
   void addFinalSteps(const JobPtr& job);
   void addRestoreSteps(const JobPtr& job);
+  // Base backups and point-in-time restores (base_backup_steps.cc).
+  void addBaseBackupSteps(const JobPtr& job);
+  ApiResponse restoreBase(const CatalogEntry& entry, const JsonValue& body);
   // A step that runs a tool and then `check`s its result on the loop.
   Step toolStep(std::string label, std::function<std::vector<std::string>(Job&)> args,
                 std::function<Status(Job&, ToolResult&)> check, bool stream_to_sink);
@@ -91,6 +98,8 @@ private:
                 std::function<Status(Job&)> after = {});
   void runInPool(const JobPtr& job, std::function<Status()> work, std::function<void(Job&, Status)> then);
 
+  void retireWalArchiver();
+  void pruneWalArchive();
   void applyRetention();
   void scheduleTimer();
   void onScheduleTick();
@@ -116,6 +125,8 @@ private:
   JobPtr running_backup_;
   std::shared_ptr<bool> alive_;
   uint32_t id_counter_{0};
+  std::unique_ptr<wal::WalArchiver> wal_;  // companion.backup.wal_archive
+  std::vector<std::unique_ptr<wal::WalArchiver>> retired_wal_;  // stopping after a reload
 };
 
 }  // namespace levee::companion::backup

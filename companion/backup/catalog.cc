@@ -60,6 +60,13 @@ std::string encodeEntry(const CatalogEntry& e) {
     w.key(k).value(v);
   }
   w.endObject();
+  if (!e.base_backup.empty()) {
+    w.key("base_backup").beginObject();
+    for (const auto& [k, v] : e.base_backup) {
+      w.key(k).value(v);
+    }
+    w.endObject();
+  }
   w.key("artifacts").beginArray();
   for (const auto& a : e.artifacts) {
     w.beginObject();
@@ -105,6 +112,13 @@ Result<CatalogEntry> decodeEntry(std::string_view text) {
     for (const auto& [k, val] : tv->members()) {
       if (val.isString()) {
         e.tool_versions[k] = val.asString();
+      }
+    }
+  }
+  if (const JsonValue* bb = v.find("base_backup"); bb != nullptr && bb->isObject()) {
+    for (const auto& [k, val] : bb->members()) {
+      if (val.isString()) {
+        e.base_backup[k] = val.asString();
       }
     }
   }

@@ -36,6 +36,9 @@ struct CatalogEntry {
   std::vector<Artifact> artifacts;
   std::map<std::string, std::string> tool_versions;
   std::string trigger;  // api | schedule
+  // type "base" (physical base backup for point-in-time restores, companion/wal/README.md):
+  // start_lsn, end_lsn, timeline, start_segment, archive_dir, end_time.
+  std::map<std::string, std::string> base_backup;
 
   uint64_t totalSize() const;
   bool hasTag(std::string_view tag) const;

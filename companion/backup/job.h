@@ -50,6 +50,7 @@ struct Job {
   int pg_dump_major{0};
   std::string restore_temp_db;  // restore: to drop when the job fails
   std::string restore_live_db;  // restore: to re-open for connections when the job fails
+  std::string restore_data_dir;  // point-in-time restore: the new data directory, removed on failure
   std::optional<OperationLock::Guard> guard;
 };
 

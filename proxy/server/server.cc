@@ -304,6 +304,7 @@ void Server::registerMetrics() {
                        });
   sla_.registerGauges(store_, time_);
   companion::failover::registerFailoverMetrics(store_, [this] { return failover_.get(); });
+  companion::wal::registerWalMetrics(store_, [this] { return backup_ ? backup_->walArchiver() : nullptr; });
   store_.gaugeCallback("levee_workers", "Worker threads.", [this](std::vector<std::pair<stats::Labels, double>>& out) {
     out.push_back({{}, static_cast<double>(concurrency_)});
   });
