@@ -13,8 +13,7 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 8> kNotSupportedYet{{
-    {"backup", "s3", ""},
+constexpr std::array<NotSupportedYet, 7> kNotSupportedYet{{
     {"backup", "wal_archive", ""},
     {"lease", "backend", "etcd"},
     {"lease", "endpoints", ""},
