@@ -180,7 +180,7 @@ void parseS3(LoadContext& ctx, const Node& node, const std::string& path, Backup
   MapReader m(ctx, node, path, "backup_s3",
               {"endpoint", "bucket", "prefix", "region", "access_key_id_file", "access_key_id_env",
                "secret_access_key_file", "secret_access_key_env", "tls", "connect_timeout", "stall_timeout",
-               "keep_local"});
+               "keep_local", "multipart_part_size"});
   if (!m.ok()) {
     return;
   }
@@ -239,6 +239,13 @@ void parseS3(LoadContext& ctx, const Node& node, const std::string& path, Backup
     ctx.error(*m.find("stall_timeout"), m.path("stall_timeout"), "must be at least 1s");
   }
   m.boolean("keep_local", out.keep_local);
+  if (const Node* part = m.find("multipart_part_size")) {
+    // S3's limits: parts of 5 MiB (all but the last) to 5 GiB.
+    if (m.byteSize("multipart_part_size", uint64_t{5} << 30, out.multipart_part_size) &&
+        out.multipart_part_size < (uint64_t{5} << 20)) {
+      ctx.error(*part, m.path("multipart_part_size"), "must be at least 5MiB (S3's smallest part)");
+    }
+  }
 }
 
 }  // namespace

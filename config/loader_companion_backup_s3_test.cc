@@ -32,6 +32,7 @@ TEST(LoaderBackupS3Test, FullSection) {
       connect_timeout: 2s
       stall_timeout: 30s
       keep_local: true
+      multipart_part_size: 8MiB
 )");
   const BackupS3Config& s = p.companion.backup.s3;
   EXPECT_TRUE(s.enabled);
@@ -47,6 +48,7 @@ TEST(LoaderBackupS3Test, FullSection) {
   EXPECT_EQ(Duration(2000), s.connect_timeout);
   EXPECT_EQ(Duration(30000), s.stall_timeout);
   EXPECT_TRUE(s.keep_local);
+  EXPECT_EQ(8u << 20, s.multipart_part_size);
 }
 
 TEST(LoaderBackupS3Test, Defaults) {
@@ -65,6 +67,7 @@ TEST(LoaderBackupS3Test, Defaults) {
   EXPECT_EQ(Duration(5000), s.connect_timeout);
   EXPECT_EQ(Duration(60000), s.stall_timeout);
   EXPECT_FALSE(s.keep_local);
+  EXPECT_EQ(64u << 20, s.multipart_part_size);
 }
 
 TEST(LoaderBackupS3Test, ErrorsCarryFileLineColumnAndPath) {
@@ -92,7 +95,7 @@ TEST(LoaderBackupS3Test, ErrorsCarryFileLineColumnAndPath) {
                           "p.yaml:23:7: companion.backup.s3.secret: unknown key \"secret\" (expected one of: "
                           "endpoint, bucket, prefix, region, access_key_id_file, access_key_id_env, "
                           "secret_access_key_file, secret_access_key_env, tls, connect_timeout, stall_timeout, "
-                          "keep_local)",
+                          "keep_local, multipart_part_size)",
                           "p.yaml:24:22: companion.backup.s3.stall_timeout: must be greater than 0"));
   EXPECT_THAT(errorsOf(kBase + R"(    s3:
       endpoint: http://127.0.0.1:9000
@@ -100,11 +103,14 @@ TEST(LoaderBackupS3Test, ErrorsCarryFileLineColumnAndPath) {
       access_key_id_file: /k
       secret_access_key_env: "1BAD"
       tls: { verify: true }
+      multipart_part_size: 1MiB
 )"),
               ElementsAre(HasSubstr("p.yaml:20:30: companion.backup.s3.secret_access_key_env: expected an "
                                     "environment variable name"),
                           "p.yaml:21:12: companion.backup.s3.tls: the endpoint is http:// (no TLS): use an "
-                          "https:// endpoint or remove tls"));
+                          "https:// endpoint or remove tls",
+                          "p.yaml:22:28: companion.backup.s3.multipart_part_size: must be at least 5MiB (S3's "
+                          "smallest part)"));
   EXPECT_THAT(errorsOf(kBase + "    s3: { bucket: bk1 }\n"),
               ElementsAre(HasSubstr("companion.backup.s3.endpoint: missing required key \"endpoint\""),
                           HasSubstr("missing access_key_id_file or access_key_id_env"),

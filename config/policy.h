@@ -438,6 +438,7 @@ struct BackupS3Config {
   Duration connect_timeout{5000};
   Duration stall_timeout{60000};        // a transfer moving no byte for this long fails
   bool keep_local{false};               // keep the staged copy after the upload was verified
+  uint64_t multipart_part_size{64ull << 20};  // larger artifacts: multipart upload in parts of this size
   bool operator==(const BackupS3Config&) const = default;
 };
 

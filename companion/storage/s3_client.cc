@@ -22,6 +22,7 @@ namespace {
 
 constexpr size_t kMaxErrorBody = 64 * 1024;
 constexpr size_t kMaxListObjects = 100000;
+constexpr uint64_t kMaxParts = 10000;
 constexpr std::string_view kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 void globalInit() {
@@ -256,8 +257,9 @@ struct S3Client::Request {
   std::string method{"GET"};  // GET, PUT, HEAD, DELETE
   std::string url;
   std::string payload_sha256{kEmptySha256};
-  // PUT body: from `upload_fd` (`upload_size` bytes) or from `upload_data`.
+  // PUT/POST body: from `upload_fd` (`upload_size` bytes from `upload_start`) or `upload_data`.
   int upload_fd{-1};
+  uint64_t upload_start{0};
   uint64_t upload_size{0};
   const std::string* upload_data{nullptr};
   size_t upload_offset{0};
@@ -280,7 +282,7 @@ struct S3Client::Request {
     capture.clear();
     write_error.clear();
     if (upload_fd >= 0) {
-      ::lseek(upload_fd, 0, SEEK_SET);
+      ::lseek(upload_fd, static_cast<off_t>(upload_start), SEEK_SET);
     }
     if (download_fd >= 0) {
       ::lseek(download_fd, 0, SEEK_SET);
@@ -301,7 +303,7 @@ size_t readCallback(char* buf, size_t size, size_t nitems, void* userdata) {
     req->upload_offset += n;
   } else {
     while (true) {
-      ssize_t r = ::read(req->upload_fd, buf, cap);
+      ssize_t r = ::read(req->upload_fd, buf, std::min<uint64_t>(cap, req->upload_size - req->bytes));
       if (r < 0 && errno == EINTR) {
         continue;
       }
@@ -387,6 +389,21 @@ struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
+// Opens `path` for reading and returns its size: the body of an upload.
+Result<int> openForUpload(const std::string& path, uint64_t& size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return makeError("open " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return makeError("stat " + path + ": " + std::strerror(errno));
+  }
+  size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
 }  // namespace
 
 S3Client::S3Client(S3Settings settings) : settings_(std::move(settings)) { globalInit(); }
@@ -429,12 +446,17 @@ Result<S3Client::Answer> S3Client::performOnce(Request& req) {
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &headers);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &writeCallback);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &req);
+  const uint64_t upload_size = req.upload_data != nullptr ? req.upload_data->size() : req.upload_size;
   if (req.method == "PUT") {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, &readCallback);
     curl_easy_setopt(c, CURLOPT_READDATA, &req);
-    const uint64_t size = req.upload_data != nullptr ? req.upload_data->size() : req.upload_size;
-    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(upload_size));
+  } else if (req.method == "POST") {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, &readCallback);
+    curl_easy_setopt(c, CURLOPT_READDATA, &req);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(upload_size));
   } else if (req.method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (req.method == "DELETE") {
@@ -479,21 +501,14 @@ Result<S3Client::Answer> S3Client::perform(Request& req) {
 }
 
 Result<S3Transfer> S3Client::putFile(const std::string& key, const std::string& path, const std::string& sha256_hex) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return makeError("open " + path + ": " + std::strerror(errno));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return makeError("stat " + path + ": " + std::strerror(errno));
-  }
+  uint64_t file_size = 0;
+  LEVEE_ASSIGN_OR_RETURN(int fd, openForUpload(path, file_size));
   Request req;
   req.method = "PUT";
   req.url = url(key);
   req.payload_sha256 = sha256_hex;
   req.upload_fd = fd;
-  req.upload_size = static_cast<uint64_t>(st.st_size);
+  req.upload_size = file_size;
   auto answer = perform(req);
   ::close(fd);
   if (!answer) {
@@ -515,6 +530,111 @@ Result<S3Transfer> S3Client::putFile(const std::string& key, const std::string& 
     return makeError("PUT " + key + ": the server's ETag " + t.etag + " is not the MD5 of the bytes sent (" + t.md5 +
                      ")");
   }
+  return t;
+}
+
+Result<S3Transfer> S3Client::putFileMultipart(const std::string& key, const std::string& path,
+                                              const std::string& sha256_hex, uint64_t part_size) {
+  uint64_t file_size = 0;
+  LEVEE_ASSIGN_OR_RETURN(int fd, openForUpload(path, file_size));
+  const uint64_t size = file_size;
+  part_size = std::max<uint64_t>(part_size, (size + kMaxParts - 1) / kMaxParts);
+  // Initiate.
+  const std::string empty;
+  Request init;
+  init.method = "POST";
+  init.url = url(key, {{"uploads", ""}});
+  init.upload_data = &empty;
+  init.capture_body = true;
+  init.capture_max = 1024 * 1024;
+  auto started = perform(init);
+  if (!started) {
+    ::close(fd);
+    return std::unexpected(started.error());
+  }
+  auto upload_id = childText(started->body, "UploadId");
+  if (!upload_id || upload_id->empty()) {
+    ::close(fd);
+    return makeError("POST " + key + "?uploads: no <UploadId> in the answer");
+  }
+  auto abort = [&](Error e) -> Result<S3Transfer> {
+    ::close(fd);
+    Request del;
+    del.method = "DELETE";
+    del.url = url(key, {{"uploadId", *upload_id}});
+    (void)perform(del);  // best effort: the upload's parts are discarded
+    return std::unexpected(std::move(e));
+  };
+  Digest whole(EVP_sha256());
+  std::string complete = "<CompleteMultipartUpload>";
+  S3Transfer t;
+  std::vector<char> buf(1 << 20);
+  for (uint64_t offset = 0, number = 1; offset < size || number == 1; offset += part_size, ++number) {
+    const uint64_t len = std::min(part_size, size - offset);
+    // The part's SHA-256 first (sent as its signed payload hash), and the whole file's.
+    Digest part(EVP_sha256());
+    for (uint64_t done = 0; done < len;) {
+      ssize_t r = ::pread(fd, buf.data(), std::min<uint64_t>(buf.size(), len - done), static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) {
+        continue;
+      }
+      if (r <= 0) {
+        return abort(Error{"read " + path + ": " + (r < 0 ? std::strerror(errno) : "short file")});
+      }
+      part.update(buf.data(), static_cast<size_t>(r));
+      whole.update(buf.data(), static_cast<size_t>(r));
+      done += static_cast<uint64_t>(r);
+    }
+    Request req;
+    req.method = "PUT";
+    req.url = url(key, {{"partNumber", std::to_string(number)}, {"uploadId", *upload_id}});
+    req.payload_sha256 = part.hex();
+    req.upload_fd = fd;
+    req.upload_start = offset;
+    req.upload_size = len;
+    auto answer = perform(req);
+    if (!answer) {
+      return abort(answer.error());
+    }
+    if (req.bytes != len || req.sha.hex() != req.payload_sha256) {
+      return abort(Error{"PUT " + key + " part " + std::to_string(number) + ": the bytes sent changed while read"});
+    }
+    if (answer->etag.empty()) {
+      return abort(Error{"PUT " + key + " part " + std::to_string(number) + ": no ETag in the answer"});
+    }
+    t.bytes += len;
+    complete += "<Part><PartNumber>" + std::to_string(number) + "</PartNumber><ETag>\"" + answer->etag +
+                "\"</ETag></Part>";
+    if (len == 0) {
+      break;
+    }
+  }
+  complete += "</CompleteMultipartUpload>";
+  t.sha256 = whole.hex();
+  if (t.sha256 != sha256_hex) {
+    return abort(Error{"PUT " + key + ": the file's sha256 is not the artifact's (it changed)"});
+  }
+  Request done;
+  done.method = "POST";
+  done.url = url(key, {{"uploadId", *upload_id}});
+  Digest body_sha(EVP_sha256());
+  body_sha.update(complete.data(), complete.size());
+  done.payload_sha256 = body_sha.hex();
+  done.upload_data = &complete;
+  done.capture_body = true;
+  done.capture_max = 1024 * 1024;
+  auto finished = perform(done);
+  if (!finished) {
+    return abort(finished.error());
+  }
+  // CompleteMultipartUpload can answer 200 with an <Error> body.
+  if (finished->body.find("<Error>") != std::string::npos ||
+      finished->body.find("CompleteMultipartUploadResult") == std::string::npos) {
+    return abort(Error{"POST " + key + "?uploadId: " + describeS3Error(finished->status, finished->body)});
+  }
+  ::close(fd);
+  auto etag = childText(finished->body, "ETag");
+  t.etag = etag ? stripQuotes(*etag) : "";
   return t;
 }
 

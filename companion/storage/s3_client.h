@@ -2,13 +2,15 @@
 // A small S3 client on libcurl (policy `companion.backup.s3`, companion/README.md "S3 store"):
 // path-style URLs (`<endpoint>/<bucket>/<key>`) against any S3-compatible endpoint, signed by
 // libcurl's SigV4 (CURLOPT_AWS_SIGV4 "aws:amz:<region>:s3"), http or https with verify options.
-// PUT (streamed from a file with Content-Length, or from memory), GET (to a file or memory),
+// PUT (streamed from a file with Content-Length, or from memory; multipart for large files),
+// GET (to a file or memory),
 // HEAD, DELETE and ListObjectsV2.
 //
 // Every call blocks (network I/O): call them from the thread pool (event::queueWork), never
 // from a loop. One client is used by one thread at a time. Every request is retried (up to 3
 // attempts, 0.2 s then 1 s apart, on the pool thread) on transport errors and 5xx answers; all
-// the requests made are idempotent.
+// the requests made are idempotent except a multipart initiate, whose retry can leave an empty
+// upload behind (an AbortIncompleteMultipartUpload lifecycle rule on the bucket removes those).
 
 #include <cstdint>
 #include <functional>
@@ -31,6 +33,7 @@ struct S3Settings {
   std::string ca_file;    // https: CA bundle instead of the system's
   uint32_t connect_timeout_ms{5000};
   uint32_t stall_timeout_s{60};  // abort a transfer that moves no byte for this long
+  uint64_t multipart_part_size{64ull << 20};  // files larger than this: multipart upload
 };
 
 struct S3Object {
@@ -87,6 +90,11 @@ public:
   // caller) is sent as x-amz-content-sha256, so a server that checks the signed payload refuses
   // corrupted bytes; the MD5 of what was sent is compared with a plain (32 hex digit) ETag.
   Result<S3Transfer> putFile(const std::string& key, const std::string& path, const std::string& sha256_hex);
+  // Multipart upload (initiate, parts of `part_size` bytes, more when the file needs over 10000
+  // parts, complete; aborted on any failure). Each part's SHA-256 is its signed payload hash,
+  // computed in a read pass before it is sent; the whole file must hash to `sha256_hex`.
+  Result<S3Transfer> putFileMultipart(const std::string& key, const std::string& path, const std::string& sha256_hex,
+                                      uint64_t part_size);
   Status putString(const std::string& key, const std::string& content);
   // GET into `path` (created or truncated, fsynced); the SHA-256 of what was received.
   Result<S3Transfer> getToFile(const std::string& key, const std::string& path);

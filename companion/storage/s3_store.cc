@@ -65,6 +65,7 @@ Result<S3Settings> resolveS3Settings(const config::BackupS3Config& c) {
   s.ca_file = c.tls_ca_file;
   s.connect_timeout_ms = static_cast<uint32_t>(std::max<int64_t>(1, c.connect_timeout.count()));
   s.stall_timeout_s = static_cast<uint32_t>(std::max<int64_t>(1, c.stall_timeout.count() / 1000));
+  s.multipart_part_size = c.multipart_part_size;
   LEVEE_ASSIGN_OR_RETURN(s.access_key_id, readCredential(c.access_key_id_file, c.access_key_id_env, "s3 access key id"));
   LEVEE_ASSIGN_OR_RETURN(s.secret_access_key,
                          readCredential(c.secret_access_key_file, c.secret_access_key_env, "s3 secret access key"));
@@ -75,9 +76,14 @@ Result<S3Settings> resolveS3Settings(const config::BackupS3Config& c) {
 
 Result<std::string> S3Store::uploadSet(const backup::CatalogEntry& entry, const LocalStore& local) {
   uint64_t total = 0;
+  bool parts_used = false;
   for (const backup::Artifact& a : entry.artifacts) {
     const std::string key = artifactKey(entry.id, a.file);
-    LEVEE_ASSIGN_OR_RETURN(auto sent, client_.putFile(key, local.artifactPath(entry.id, a.file), a.sha256));
+    const std::string path = local.artifactPath(entry.id, a.file);
+    const uint64_t part = client_.settings().multipart_part_size;
+    LEVEE_ASSIGN_OR_RETURN(auto sent, a.size > part ? client_.putFileMultipart(key, path, a.sha256, part)
+                                                    : client_.putFile(key, path, a.sha256));
+    parts_used = parts_used || a.size > part;
     if (sent.bytes != a.size) {
       return makeError("upload of " + a.file + ": sent " + std::to_string(sent.bytes) + " bytes, the artifact has " +
                        std::to_string(a.size));
@@ -103,7 +109,8 @@ Result<std::string> S3Store::uploadSet(const backup::CatalogEntry& entry, const 
     return makeError("upload of the catalog entry: " + key + " read back differs from what was written");
   }
   return std::to_string(entry.artifacts.size()) + " artifact(s), " + std::to_string(total) + " bytes uploaded to " +
-         location() + " and verified (size, ETag, sha256 read back), catalog entry last";
+         location() + (parts_used ? " (multipart for the large ones)" : "") +
+         " and verified (size, ETag, sha256 read back), catalog entry last";
 }
 
 Result<std::vector<backup::CatalogEntry>> S3Store::loadEntries(std::vector<std::string>& problems) {
