@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "proxy/common/strings.h"
+
 namespace levee::companion {
 
 const JsonValue* JsonValue::find(std::string_view key) const {
@@ -161,23 +163,7 @@ private:
       return false;
     }
   }
-  static void appendUtf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
+
   bool hex4(uint32_t& out) {
     if (pos_ + 4 > s_.size()) {
       error_ = "short \\u escape";
@@ -232,7 +218,7 @@ private:
             }
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
           }
-          appendUtf8(out, cp);
+          common::appendUtf8(out, cp);
           break;
         }
         default:

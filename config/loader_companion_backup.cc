@@ -1,7 +1,8 @@
-// `companion.backup` (DESIGN sections 5 and 8); backup's `s3` is in the not-supported-yet
-// table. The rest of `companion` is in loader_companion.cc.
+// `companion.backup` (DESIGN sections 5 and 8). The rest of `companion` is in
+// loader_companion.cc.
 
 #include <algorithm>
+#include <charconv>
 
 #include "config/loader_context.h"
 #include "proxy/common/cron.h"
@@ -131,10 +132,177 @@ void parseWalArchive(LoadContext& ctx, const Node& node, const std::string& path
   }
 }
 
+// === companion.backup.s3 ===
+
+bool isValidEndpoint(std::string_view e) {
+  std::string_view rest;
+  if (e.starts_with("http://")) {
+    rest = e.substr(7);
+  } else if (e.starts_with("https://")) {
+    rest = e.substr(8);
+  } else {
+    return false;
+  }
+  if (!rest.empty() && rest.back() == '/') {
+    rest.remove_suffix(1);
+  }
+  size_t port_at = rest.size();
+  if (!rest.empty() && rest.front() == '[') {
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos || close == 1) {
+      return false;
+    }
+    port_at = close + 1;
+  } else if (const size_t colon = rest.find(':'); colon != std::string_view::npos) {
+    port_at = colon;
+  }
+  std::string_view host = rest.substr(0, port_at);
+  std::string_view port = rest.substr(port_at);
+  const bool host_ok = !host.empty() && host.size() <= 253 && std::ranges::all_of(host, [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' || c == '[' || c == ']' || c == ':';
+  });
+  if (!host_ok) {
+    return false;
+  }
+  if (port.empty()) {
+    return true;
+  }
+  uint32_t n = 0;
+  auto [p, ec] = std::from_chars(port.data() + 1, port.data() + port.size(), n);
+  return port.size() > 1 && ec == std::errc() && p == port.data() + port.size() && n > 0 && n < 65536;
+}
+
+bool isValidBucket(std::string_view b) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  return b.size() >= 3 && b.size() <= 63 && alnum(b.front()) && alnum(b.back()) &&
+         std::ranges::all_of(b, [&](char c) { return alnum(c) || c == '.' || c == '-'; });
+}
+
+// Object key prefixes: printable ASCII without backslash, no empty or dot segments.
+bool isValidPrefix(std::string_view p) {
+  if (p.size() > 512 || p.starts_with("/")) {
+    return false;
+  }
+  size_t start = 0;
+  while (start < p.size()) {
+    size_t end = p.find('/', start);
+    std::string_view seg = p.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if ((seg.empty() && end != std::string_view::npos) || seg == "." || seg == "..") {
+      return false;
+    }
+    if (end == std::string_view::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+  return std::ranges::all_of(p, [](char c) { return c > 0x20 && c < 0x7f && c != '\\'; });
+}
+
+bool isEnvName(std::string_view s) {
+  return !s.empty() && s.size() <= 128 && std::isdigit(static_cast<unsigned char>(s.front())) == 0 &&
+         std::ranges::all_of(s, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; });
+}
+
+// One credential: exactly one of `<name>_file` (absolute path) and `<name>_env` (a variable name).
+void parseCredential(LoadContext& ctx, const MapReader& m, const std::string& name, std::string& file,
+                     std::string& env) {
+  const std::string file_key = name + "_file";
+  const std::string env_key = name + "_env";
+  const Node* f = m.find(file_key);
+  const Node* e = m.find(env_key);
+  if (f == nullptr && e == nullptr) {
+    ctx.error(m.node(), m.path(), "missing " + file_key + " or " + env_key +
+                                      " (secrets are read from a file or an environment variable, never the YAML)");
+    return;
+  }
+  if (f != nullptr && e != nullptr) {
+    ctx.error(*e, m.path(env_key), "give only one of " + file_key + " and " + env_key);
+    return;
+  }
+  if (f != nullptr && m.string(file_key, file) && !isAbsolutePath(file)) {
+    ctx.error(*f, m.path(file_key), "expected an absolute file path, got " + quoteText(file));
+  }
+  if (e != nullptr && m.string(env_key, env) && !isEnvName(env)) {
+    ctx.error(*e, m.path(env_key), "expected an environment variable name [A-Za-z_][A-Za-z0-9_]*, got " + quoteText(env));
+  }
+}
+
+void parseS3(LoadContext& ctx, const Node& node, const std::string& path, BackupS3Config& out) {
+  MapReader m(ctx, node, path, "backup_s3",
+              {"endpoint", "bucket", "prefix", "region", "access_key_id_file", "access_key_id_env",
+               "secret_access_key_file", "secret_access_key_env", "tls", "connect_timeout", "stall_timeout",
+               "keep_local", "multipart_part_size"});
+  if (!m.ok()) {
+    return;
+  }
+  out.enabled = true;
+  if (const Node* endpoint = m.require("endpoint")) {
+    if (m.string("endpoint", out.endpoint) && !isValidEndpoint(out.endpoint)) {
+      ctx.error(*endpoint, m.path("endpoint"),
+                "expected http://host[:port] or https://host[:port] (no path), got " + quoteText(out.endpoint));
+    }
+    while (out.endpoint.ends_with('/')) {
+      out.endpoint.pop_back();
+    }
+  }
+  if (const Node* bucket = m.require("bucket")) {
+    if (m.string("bucket", out.bucket) && !isValidBucket(out.bucket)) {
+      ctx.error(*bucket, m.path("bucket"),
+                "bucket names must match [a-z0-9.-]{3,63}, starting and ending with a letter or digit, got " +
+                    quoteText(out.bucket));
+    }
+  }
+  if (const Node* prefix = m.find("prefix")) {
+    if (m.string("prefix", out.prefix)) {
+      if (!isValidPrefix(out.prefix)) {
+        ctx.error(*prefix, m.path("prefix"),
+                  "expected a key prefix like \"levee/prod/\" (printable ASCII, no leading '/', no empty, '.' or "
+                  "'..' segments), got " + quoteText(out.prefix));
+      } else if (!out.prefix.empty() && !out.prefix.ends_with('/')) {
+        out.prefix += '/';
+      }
+    }
+  }
+  if (const Node* region = m.find("region")) {
+    if (m.string("region", out.region) &&
+        (out.region.empty() || out.region.size() > 64 || !std::ranges::all_of(out.region, [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
+        }))) {
+      ctx.error(*region, m.path("region"), "expected a region name like us-east-1, got " + quoteText(out.region));
+    }
+  }
+  parseCredential(ctx, m, "access_key_id", out.access_key_id_file, out.access_key_id_env);
+  parseCredential(ctx, m, "secret_access_key", out.secret_access_key_file, out.secret_access_key_env);
+  if (const Node* tls = m.find("tls")) {
+    MapReader t(ctx, *tls, m.path("tls"), "backup_s3_tls", {"verify", "ca_file"});
+    t.boolean("verify", out.tls_verify);
+    if (const Node* ca = t.find("ca_file")) {
+      if (t.string("ca_file", out.tls_ca_file) && !isAbsolutePath(out.tls_ca_file)) {
+        ctx.error(*ca, t.path("ca_file"), "expected an absolute file path, got " + quoteText(out.tls_ca_file));
+      }
+    }
+    if (t.ok() && out.endpoint.starts_with("http://")) {
+      ctx.error(*tls, m.path("tls"), "the endpoint is http:// (no TLS): use an https:// endpoint or remove tls");
+    }
+  }
+  positiveDuration(ctx, m, "connect_timeout", out.connect_timeout);
+  if (positiveDuration(ctx, m, "stall_timeout", out.stall_timeout) && out.stall_timeout < std::chrono::seconds(1)) {
+    ctx.error(*m.find("stall_timeout"), m.path("stall_timeout"), "must be at least 1s");
+  }
+  m.boolean("keep_local", out.keep_local);
+  if (const Node* part = m.find("multipart_part_size")) {
+    // S3's limits: parts of 5 MiB (all but the last) to 5 GiB.
+    if (m.byteSize("multipart_part_size", uint64_t{5} << 30, out.multipart_part_size) &&
+        out.multipart_part_size < (uint64_t{5} << 20)) {
+      ctx.error(*part, m.path("multipart_part_size"), "must be at least 5MiB (S3's smallest part)");
+    }
+  }
+}
+
 }  // namespace
 
 void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, BackupConfig& out) {
-  MapReader m(ctx, node, path, "backup", {"dir", "targets", "retention", "schedule", "wal_archive"});
+  MapReader m(ctx, node, path, "backup", {"dir", "targets", "retention", "schedule", "wal_archive", "s3"});
   if (!m.ok()) {
     return;
   }
@@ -153,6 +321,9 @@ void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, Ba
     r.uint32("weekly", 1, 10000, out.retention_weekly);
     r.uint32("monthly", 1, 10000, out.retention_monthly);
   }
+  if (const Node* s3 = m.find("s3")) {
+    parseS3(ctx, *s3, m.path("s3"), out.s3);
+  }
   if (const Node* schedule = m.find("schedule")) {
     if (m.string("schedule", out.schedule)) {
       auto parsed = common::CronSchedule::parse(out.schedule);
@@ -166,6 +337,12 @@ void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, Ba
   }
   if (const Node* wal = m.find("wal_archive")) {  // after targets: its dsn defaults to theirs
     parseWalArchive(ctx, *wal, m.path("wal_archive"), out);
+    if (out.wal_archive.enabled && out.s3.enabled) {
+      // Base backups would go to the bucket while the WAL they need stays in the local archive.
+      ctx.error(*wal, m.path("wal_archive"),
+                "wal_archive together with s3 is not supported yet by this build (base backups and "
+                "the WAL archive live in the local store)");
+    }
   }
 }
 

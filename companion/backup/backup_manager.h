@@ -100,6 +100,9 @@ private:
 
   void retireWalArchiver();
   void pruneWalArchive();
+  // Loads the catalog from the store (the bucket when `s3` is configured; retried every 15 s
+  // while the bucket cannot be read, the API answering 503 meanwhile).
+  void loadCatalog();
   void applyRetention();
   void scheduleTimer();
   void onScheduleTick();
@@ -116,6 +119,8 @@ private:
   std::optional<common::CronSchedule> schedule_;
   event::TimerPtr schedule_timer_;
   bool catalog_loaded_{false};
+  std::string catalog_error_;        // why the last catalog load failed (S3)
+  event::TimerPtr catalog_retry_timer_;
   uint64_t configure_generation_{0};
   int64_t last_run_{0};  // unix seconds of the last scheduled run (persisted in the store)
   std::vector<CatalogEntry> catalog_;

@@ -8,6 +8,7 @@
 #include "companion/backup/backup_manager.h"
 #include "companion/backup/job.h"
 #include "companion/backup/retention.h"
+#include "companion/storage/s3_store.h"
 #include "proxy/common/logger.h"
 
 namespace levee::companion::backup {
@@ -338,18 +339,27 @@ void BackupManager::addFilesSteps(const JobPtr& job) {
 }
 
 void BackupManager::addFinalSteps(const JobPtr& job) {
-  job->steps.push_back(poolStep("write catalog entry", [this](Job& j) -> std::function<Status()> {
-    j.state = "verifying";
-    j.entry.finished_at = std::chrono::duration_cast<std::chrono::seconds>(
-                              time_.systemTime().time_since_epoch()).count();
-    j.entry.tags = tagsFor(catalog_, j.type, j.entry.finished_at);
-    if (j.entry.artifacts.empty()) {
-      return [] { return Status(makeError("nothing was backed up")); };
-    }
-    storage::LocalStore store = j.store;
-    CatalogEntry entry = j.entry;
-    return [store, entry]() { return store.writeEntry(entry); };
-  }));
+  // Local store: the catalog entry. S3: artifacts uploaded and verified, then the entry.
+  auto notes = std::make_shared<std::vector<std::string>>();
+  const std::string label = job->config.s3.enabled ? "upload to s3 and write catalog entry" : "write catalog entry";
+  job->steps.push_back(poolStep(
+      label,
+      [this, notes](Job& j) -> std::function<Status()> {
+        j.state = "verifying";
+        j.entry.finished_at = std::chrono::duration_cast<std::chrono::seconds>(
+                                  time_.systemTime().time_since_epoch()).count();
+        j.entry.tags = tagsFor(catalog_, j.type, j.entry.finished_at);
+        if (j.entry.artifacts.empty()) {
+          return [] { return Status(makeError("nothing was backed up")); };
+        }
+        storage::SetStore sets(j.config);
+        CatalogEntry entry = j.entry;
+        return [sets, entry, notes]() { return sets.publish(entry, *notes); };
+      },
+      [notes](Job& j) -> Status {
+        j.notes.insert(j.notes.end(), notes->begin(), notes->end());
+        return {};
+      }));
 }
 
 void BackupManager::addRestoreSteps(const JobPtr& job) {
@@ -362,7 +372,23 @@ void BackupManager::addRestoreSteps(const JobPtr& job) {
     const std::string db = artifact.target.substr(artifact.target.find(':') + 1);
     const std::string temp_db = sanitize(db) + "_rst_" + sanitize(shortId(job->id));
     const std::string old_db = sanitize(db) + "_pre_" + sanitize(shortId(job->id));
-    const std::string path = job->store.artifactPath(job->entry.id, artifact.file);
+    const storage::SetStore sets(job->config);
+    const std::string path = sets.restorePath(job->id, job->entry.id, artifact.file);
+    if (sets.usesS3()) {
+      auto how = std::make_shared<std::string>();
+      job->steps.push_back(poolStep(
+          "fetch " + artifact.file + " from s3",
+          [sets, artifact, how](Job& j) -> std::function<Status()> {
+            return [sets, artifact, how, restore_id = j.id, backup_id = j.entry.id]() -> Status {
+              LEVEE_ASSIGN_OR_RETURN(*how, sets.fetchForRestore(restore_id, backup_id, artifact));
+              return {};
+            };
+          },
+          [how, artifact](Job& j) -> Status {
+            j.notes.push_back(artifact.file + ": " + *how);
+            return {};
+          }));
+    }
     job->steps.push_back(poolStep(
         "create " + temp_db,
         [artifact, temp_db, path](Job& j) -> std::function<Status()> {

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "proxy/common/strings.h"
+
 namespace levee::json {
 namespace {
 
@@ -151,23 +153,7 @@ private:
     }
   }
 
-  static void appendUtf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else {
-      out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    }
-  }
+
 
   bool hex4(uint32_t& out) {
     if (pos_ + 4 > s_.size()) {
@@ -224,7 +210,7 @@ private:
             }
             cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
           }
-          appendUtf8(out, cp);
+          common::appendUtf8(out, cp);
           break;
         }
         default:

@@ -145,7 +145,7 @@ class BackupTestBase(h.LeveeTestCase):
         super().setUp()
         os.chmod(self.tmp, 0o755)
 
-    def levee(self, targets, extra="", env=None, store=None):
+    def levee(self, targets, extra="", env=None, store=None, wait_catalog=True):
         self.store = store or os.path.join(self.tmp, "store")
         ports = {"probes": h.free_port(), "admin": h.free_port(), "listener": h.free_port()}
         tf, _ = self.token_file(TOKEN)
@@ -164,7 +164,8 @@ class BackupTestBase(h.LeveeTestCase):
             "    dir: %s" % self.store,
             "    targets:"] + ["      " + t for t in targets] + ["    " + e for e in extra.splitlines()]) + "\n"
         self.lv = self.start_levee(yaml, ports["probes"], ports["admin"], env=env)
-        h.poll(lambda: self.api("GET", "/api/v1/backup/list").status == 200, 20, what="catalog loaded")
+        if wait_catalog:
+            h.poll(lambda: self.api("GET", "/api/v1/backup/list").status == 200, 20, what="catalog loaded")
         return self.lv
 
     def api(self, method, path, body=None, token=TOKEN):
