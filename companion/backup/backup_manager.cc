@@ -4,6 +4,7 @@
 #include <random>
 
 #include "companion/backup/job.h"
+#include "companion/backup/restore_run.h"
 #include "companion/json_value.h"
 #include "proxy/common/json.h"
 #include "proxy/common/logger.h"
@@ -83,17 +84,20 @@ void BackupManager::configure(const config::BackupConfig& config) {
     std::vector<std::string> orphans;
     std::optional<int64_t> last_run;
     std::string error;
+    JournalReplay replay;  // a restore interrupted by a crash (restore_targets.h)
   };
   auto loaded = std::make_shared<Loaded>();
   storage::LocalStore store(config.dir);
+  const std::string maint = conninfoFor(config.postgres_dsn, "postgres");
   std::weak_ptr<bool> alive = alive_;
   event::queueWork(
       dispatcher_,
-      [store, loaded] {
+      [store, loaded, maint] {
         if (auto st = store.ensureLayout(); !st) {
           loaded->error = st.error().message;
           return;
         }
+        loaded->replay = replayJournal(store.dir(), maint);
         loaded->entries = store.loadEntries(loaded->problems);
         loaded->orphans = store.removeOrphans();
         loaded->last_run = store.readLastRun();
@@ -104,6 +108,14 @@ void BackupManager::configure(const config::BackupConfig& config) {
         }
         if (!loaded->error.empty()) {
           LEVEE_LOG(Main, err, "backup: store {}: {}", config_.dir, loaded->error);
+        }
+        if (const JournalReplay& r = loaded->replay; r.found) {
+          LEVEE_LOG(Main, err, "backup: restore {} was interrupted (levee stopped in its {} phase): {}",
+                    r.restore_id.empty() ? "?" : r.restore_id, r.phase.empty() ? "?" : r.phase,
+                    r.error.empty() ? (r.phase == "swap" ? "rolling forward" : "rolling back") : r.error);
+          for (const auto& a : r.actions) {
+            LEVEE_LOG(Main, err, "backup: interrupted restore: {}", a);
+          }
         }
         for (const auto& p : loaded->problems) {
           LEVEE_LOG(Main, err, "backup: catalog: {} (skipped)", p);
@@ -366,26 +378,10 @@ void BackupManager::failJob(const JobPtr& job, const std::string& message) {
   if (job->kind == "restore") {
     store_.counter("levee_restore_total", "", {{"result", "failure"}}).inc();
     LEVEE_LOG(Main, err, "restore {} of backup {} FAILED: {}", job->id, job->entry.id, job->error);
-    const std::string conninfo = conninfoFor(job->config.postgres_dsn, "postgres");
-    const std::string temp_db = job->restore_temp_db;
-    const std::string live_db = job->restore_live_db;
-    auto guard = std::make_shared<std::optional<OperationLock::Guard>>(std::move(job->guard));
-    event::queueWork(
-        dispatcher_,
-        [pg, conninfo, temp_db, live_db] {
-          if (pg) {
-            pg->close();
-          }
-          PgSession maint;
-          if (temp_db.empty() || !maint.connect(conninfo)) {
-            return;
-          }
-          (void)maint.exec("DROP DATABASE IF EXISTS " + maint.quoteIdent(temp_db));
-          if (!live_db.empty()) {
-            (void)maint.exec("ALTER DATABASE " + maint.quoteIdent(live_db) + " ALLOW_CONNECTIONS true");
-          }
-        },
-        [guard] { guard->reset(); });  // the lock is held until the cleanup is done
+    if (pg) {
+      event::queueWork(dispatcher_, [pg] { pg->close(); }, [] {});
+    }
+    cleanupRestore(job);  // restore_steps.cc: rolls back, then releases the lock
   } else {
     store_.counter("levee_backup_failures_total", "", {{"type", job->type}}).inc();
     LEVEE_LOG(Main, err, "backup {} ({}) FAILED: {}", job->id, job->type, job->error);
@@ -583,13 +579,10 @@ ApiResponse BackupManager::restore(const std::string& id, const std::string& bod
   if (e == catalog_.end()) {
     return error(404, "unknown backup " + id);
   }
-  const bool has_pg = std::ranges::any_of(e->artifacts, [](const Artifact& a) { return a.kind == "postgres"; });
-  if (!has_pg) {
-    return error(501, "restoring redis and files artifacts is not supported yet by this build "
-                      "(only PostgreSQL databases are restored)");
-  }
-  if (config_.postgres_dsn.empty()) {
-    return error(409, "companion.backup.targets.postgres is not configured: nowhere to restore to");
+  if (std::string refusal = restoreRefusal(*e); refusal == "501") {
+    return error(501, "backup " + id + " has no artifact this build can restore");
+  } else if (!refusal.empty()) {
+    return error(409, refusal);
   }
   auto guard = lock_.tryAcquire("restore of backup " + id);
   if (!guard) {
@@ -642,6 +635,9 @@ std::string BackupManager::jobJson(const Job& job) const {
   }
   if (job.kind == "restore") {
     w.key("backup").value(job.entry.id);
+    if (job.restore) {
+      writeRestoreTargets(w, *job.restore);
+    }
   } else if (job.state == "verified") {
     w.key("backup").raw(encodeEntry(job.entry));
   }
