@@ -292,7 +292,9 @@ void BackupManager::addRestoreSteps(const JobPtr& job) {
             event::SpawnOptions opts;
             opts.args = {"redis-server", "--port", std::to_string(it.temp_port), "--bind", it.temp_host,
                          "--dir", it.dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
-                         "--daemonize", "no", "--logfile", it.dir + "/redis.log"};
+                         "--daemonize", "no", "--logfile", it.dir + "/redis.log",
+                         // One replica only: start the sync at once (Redis 7 waits 5 s for more).
+                         "--repl-diskless-sync-delay", "0"};
             std::weak_ptr<RestoreRun> weak = j.restore;
             auto gone = r.temp_redis_gone;
             r.temp_redis = std::make_unique<event::ChildProcess>(dispatcher_, std::move(opts),
