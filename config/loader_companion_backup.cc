@@ -1,6 +1,8 @@
 // `companion.backup` (DESIGN sections 5 and 8). The rest of `companion` is in
 // loader_companion.cc.
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -66,10 +68,21 @@ void parseTargets(LoadContext& ctx, const Node& node, const std::string& path, B
     }
   }
   if (const Node* redis = m.find("redis")) {
-    MapReader r(ctx, *redis, m.path("redis"), "backup_redis", {"address"});
+    MapReader r(ctx, *redis, m.path("redis"), "backup_redis", {"address", "restore_bind"});
     if (r.require("address") != nullptr &&
         r.address("address", /*allow_dns_name=*/true, out.redis_address)) {
       out.redis_enabled = true;
+    }
+    if (const Node* bind = r.find("restore_bind")) {
+      in6_addr ip6{};
+      in_addr ip4{};
+      if (r.string("restore_bind", out.redis_restore_bind) &&
+          inet_pton(AF_INET, out.redis_restore_bind.c_str(), &ip4) != 1 &&
+          inet_pton(AF_INET6, out.redis_restore_bind.c_str(), &ip6) != 1) {
+        ctx.error(*bind, r.path("restore_bind"),
+                  "expected an IP address of this host, got " + quoteText(out.redis_restore_bind));
+        out.redis_restore_bind.clear();
+      }
     }
   }
   if (const Node* files = m.find("files")) {

@@ -62,6 +62,19 @@ TEST(LoaderCompanionTest, DefaultsAndAbsence) {
   EXPECT_EQ(12u, p.companion.backup.retention_monthly);
   EXPECT_TRUE(p.companion.backup.schedule.empty());
   EXPECT_FALSE(p.companion.backup.redis_enabled);
+  EXPECT_TRUE(p.companion.backup.redis_restore_bind.empty());
+}
+
+TEST(LoaderCompanionTest, RedisRestoreBind) {
+  const Policy p = load(std::string(kBase) +
+                        "companion:\n  backup:\n    dir: /b\n"
+                        "    targets: { redis: { address: 10.0.0.7:6379, restore_bind: 10.0.0.2 } }\n");
+  EXPECT_EQ("10.0.0.2", p.companion.backup.redis_restore_bind);
+  EXPECT_THAT(errorsOf(std::string(kBase) +
+                       "companion:\n  backup:\n    dir: /b\n"
+                       "    targets: { redis: { address: 10.0.0.7:6379, restore_bind: somehost } }\n"),
+              ElementsAre(HasSubstr("companion.backup.targets.redis.restore_bind: expected an IP address of this "
+                                    "host, got \"somehost\"")));
 }
 
 TEST(LoaderCompanionTest, ErrorsCarryFileLineColumnAndPath) {

@@ -470,6 +470,7 @@ struct BackupConfig {
   std::vector<std::string> postgres_databases;
   bool redis_enabled{false};
   SocketAddress redis_address;
+  std::string redis_restore_bind;           // IP the temporary restore redis-server binds; empty: 127.0.0.1
   std::vector<std::string> file_paths;      // absolute directories, archived with tar
   uint32_t retention_daily{7};
   uint32_t retention_weekly{4};

@@ -34,7 +34,7 @@ TEST_PKGS=(
 )
 RUNTIME_PKGS=(
   libuv1 libyaml-cpp0.7 libnghttp2-14 libssl3 libspdlog1.10 libfmt9 libpq5 libhiredis0.14
-  libcurl4 ca-certificates zlib1g postgresql-client-15 redis-tools tar
+  libcurl4 ca-certificates zlib1g postgresql-client-15 redis-tools redis-server tar util-linux
 )
 
 mode="${1:-all}"

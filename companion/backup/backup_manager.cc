@@ -5,6 +5,7 @@
 #include <random>
 
 #include "companion/backup/job.h"
+#include "companion/backup/restore_run.h"
 #include "companion/json_value.h"
 #include "companion/storage/s3_store.h"
 #include "proxy/common/json.h"
@@ -99,14 +100,18 @@ void BackupManager::loadCatalog() {
   struct Loaded {
     storage::SetStore::Loaded sets;
     std::optional<int64_t> last_run;
+    JournalReplay replay;  // a restore interrupted by a crash (restore_targets.h)
   };
   auto loaded = std::make_shared<Loaded>();
   storage::SetStore sets(config_);
   storage::LocalStore store(config_.dir);
+  const std::string maint = conninfoFor(config_.postgres_dsn, "postgres");
   std::weak_ptr<bool> alive = alive_;
   event::queueWork(
       dispatcher_,
-      [sets, store, loaded] {
+      [sets, store, loaded, maint] {
+        // A restore interrupted by a crash is rolled back or forward before the catalog is served.
+        loaded->replay = replayJournal(store.dir(), maint);
         loaded->sets = sets.load();
         loaded->last_run = store.readLastRun();
       },
@@ -127,6 +132,14 @@ void BackupManager::loadCatalog() {
           }
         }
         catalog_error_.clear();
+        if (const JournalReplay& r = loaded->replay; r.found) {
+          LEVEE_LOG(Main, err, "backup: restore {} was interrupted (levee stopped in its {} phase): {}",
+                    r.restore_id.empty() ? "?" : r.restore_id, r.phase.empty() ? "?" : r.phase,
+                    r.error.empty() ? (r.phase == "swap" ? "rolling forward" : "rolling back") : r.error);
+          for (const auto& a : r.actions) {
+            LEVEE_LOG(Main, err, "backup: interrupted restore: {}", a);
+          }
+        }
         for (const auto& p : l.problems) {
           LEVEE_LOG(Main, err, "backup: catalog: {} (skipped)", p);
         }
@@ -416,34 +429,25 @@ void BackupManager::failJob(const JobPtr& job, const std::string& message) {
   if (job->kind == "restore") {
     store_.counter("levee_restore_total", "", {{"result", "failure"}}).inc();
     LEVEE_LOG(Main, err, "restore {} of backup {} FAILED: {}", job->id, job->entry.id, job->error);
-    const std::string conninfo = conninfoFor(job->config.postgres_dsn, "postgres");
-    const std::string temp_db = job->restore_temp_db;
-    const std::string live_db = job->restore_live_db;
-    const std::string data_dir = job->restore_data_dir;
-    auto guard = std::make_shared<std::optional<OperationLock::Guard>>(std::move(job->guard));
-    storage::SetStore sets(job->config);
-    const std::string restore_id = job->id;
-    event::queueWork(
-        dispatcher_,
-        [pg, conninfo, temp_db, live_db, data_dir, sets, restore_id] {
-          sets.cleanupRestore(restore_id);  // S3: the downloaded artifacts
-          if (pg) {
-            pg->close();
-          }
-          if (!data_dir.empty()) {  // a half-prepared data directory (point-in-time restore)
+    if (pg) {
+      event::queueWork(dispatcher_, [pg] { pg->close(); }, [] {});
+    }
+    if (storage::SetStore sets(job->config); sets.usesS3()) {  // the downloaded artifacts
+      event::queueWork(dispatcher_, [sets, id = job->id] { sets.cleanupRestore(id); }, [] {});
+    }
+    if (!job->restore_data_dir.empty()) {
+      // A half-prepared data directory (point-in-time restore): removed under the lock.
+      auto guard = std::make_shared<std::optional<OperationLock::Guard>>(std::move(job->guard));
+      event::queueWork(
+          dispatcher_,
+          [data_dir = job->restore_data_dir] {
             std::error_code ec;
             std::filesystem::remove_all(data_dir, ec);
-          }
-          PgSession maint;
-          if (temp_db.empty() || !maint.connect(conninfo)) {
-            return;
-          }
-          (void)maint.exec("DROP DATABASE IF EXISTS " + maint.quoteIdent(temp_db));
-          if (!live_db.empty()) {
-            (void)maint.exec("ALTER DATABASE " + maint.quoteIdent(live_db) + " ALLOW_CONNECTIONS true");
-          }
-        },
-        [guard] { guard->reset(); });  // the lock is held until the cleanup is done
+          },
+          [guard] { guard->reset(); });
+    } else {
+      cleanupRestore(job);  // restore_steps.cc: rolls back, then releases the lock
+    }
   } else {
     store_.counter("levee_backup_failures_total", "", {{"type", job->type}}).inc();
     LEVEE_LOG(Main, err, "backup {} ({}) FAILED: {}", job->id, job->type, job->error);
@@ -698,13 +702,10 @@ ApiResponse BackupManager::restore(const std::string& id, const std::string& bod
   if (e->type == "base") {
     return restoreBase(*e, *v);
   }
-  const bool has_pg = std::ranges::any_of(e->artifacts, [](const Artifact& a) { return a.kind == "postgres"; });
-  if (!has_pg) {
-    return error(501, "restoring redis and files artifacts is not supported yet by this build "
-                      "(only PostgreSQL databases are restored)");
-  }
-  if (config_.postgres_dsn.empty()) {
-    return error(409, "companion.backup.targets.postgres is not configured: nowhere to restore to");
+  if (std::string refusal = restoreRefusal(*e); refusal == "501") {
+    return error(501, "backup " + id + " has no artifact this build can restore");
+  } else if (!refusal.empty()) {
+    return error(409, refusal);
   }
   auto guard = lock_.tryAcquire("restore of backup " + id);
   if (!guard) {
@@ -757,6 +758,9 @@ std::string BackupManager::jobJson(const Job& job) const {
   }
   if (job.kind == "restore") {
     w.key("backup").value(job.entry.id);
+    if (job.restore) {
+      writeRestoreTargets(w, *job.restore);
+    }
   } else if (job.state == "verified") {
     w.key("backup").raw(encodeEntry(job.entry));
   }

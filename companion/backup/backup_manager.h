@@ -85,10 +85,13 @@ private:
   void addRedisSteps(const JobPtr& job);
   void addFilesSteps(const JobPtr& job);
   void addFinalSteps(const JobPtr& job);
+  // Restores (restore_steps.cc).
   void addRestoreSteps(const JobPtr& job);
   // Base backups and point-in-time restores (base_backup_steps.cc).
   void addBaseBackupSteps(const JobPtr& job);
   ApiResponse restoreBase(const CatalogEntry& entry, const JsonValue& body);
+  void cleanupRestore(const JobPtr& job);  // a failed restore: roll back, then release the lock
+  std::string restoreRefusal(const CatalogEntry& entry) const;  // empty: restorable
   // A step that runs a tool and then `check`s its result on the loop.
   Step toolStep(std::string label, std::function<std::vector<std::string>(Job&)> args,
                 std::function<Status(Job&, ToolResult&)> check, bool stream_to_sink);

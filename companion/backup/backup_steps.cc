@@ -7,6 +7,7 @@
 
 #include "companion/backup/backup_manager.h"
 #include "companion/backup/job.h"
+#include "companion/backup/restore_checks.h"
 #include "companion/backup/retention.h"
 #include "companion/storage/s3_store.h"
 #include "proxy/common/logger.h"
@@ -47,37 +48,6 @@ size_t lineCount(std::string_view s) {
 Status toolOk(const ToolResult& r, std::string_view tool) {
   if (!r.exit.ok() || !r.sink_error.empty()) {
     return makeError(r.describe(tool));
-  }
-  return {};
-}
-
-std::string shortId(const std::string& id) { return id.substr(id.size() > 8 ? id.size() - 8 : 0); }
-
-std::string sanitize(std::string s) {
-  std::ranges::replace(s, '-', '_');
-  std::ranges::transform(s, s.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-  return s;
-}
-
-// The databases must hold the same tables with the same row counts as the dump's snapshot.
-Status compareCounts(const std::map<std::string, uint64_t>& expected, const std::map<std::string, uint64_t>& got) {
-  std::string diff;
-  for (const auto& [table, rows] : expected) {
-    auto it = got.find(table);
-    if (it == got.end()) {
-      diff += " " + table + " missing;";
-    } else if (it->second != rows) {
-      diff += " " + table + " has " + std::to_string(it->second) + " rows, the backup " + std::to_string(rows) + ";";
-    }
-  }
-  for (const auto& [table, rows] : got) {
-    if (!expected.contains(table)) {
-      diff += " unexpected table " + table + ";";
-    }
-  }
-  if (!diff.empty()) {
-    diff.pop_back();
-    return makeError("verification of the restored database failed:" + diff);
   }
   return {};
 }
@@ -266,6 +236,11 @@ void BackupManager::addRedisSteps(const JobPtr& job) {
           return makeError("redis-check-rdb: " + r.exit.describe() + ": " + out);
         }
         j.current.verified = "redis-check-rdb: OK; sha256 re-read";
+        if (auto counts = parseRdbCheck(r.captured)) {
+          // What a master loads from this RDB: a restore is verified against it.
+          j.current.counts["keys"] = counts->keys - std::min(counts->keys, counts->already_expired);
+          j.current.counts["expires"] = counts->expires;
+        }
         return {};
       },
       false));
@@ -323,12 +298,20 @@ void BackupManager::addFilesSteps(const JobPtr& job) {
       [reread](Job& j) { return acceptReRead(j, *reread); }));
   job->steps.push_back(toolStep(
       "tar --list",
-      [](Job& j) { return std::vector<std::string>{"tar", "-tzf", j.store.artifactPath(j.id, j.current.file)}; },
+      [](Job& j) {
+        return std::vector<std::string>{"tar", "-tvz", "--numeric-owner", "-f",
+                                        j.store.artifactPath(j.id, j.current.file)};
+      },
       [](Job& j, ToolResult& r) -> Status {
         LEVEE_RETURN_IF_ERROR(toolOk(r, "tar --list"));
         const size_t n = lineCount(r.captured);
         if (n == 0) {
           return makeError("tar --list: the archive is empty");
+        }
+        // Per directory, what a restore checks the extracted tree against.
+        for (const auto& [path, c] : countTarListing(r.captured, j.config.file_paths)) {
+          j.current.counts["entries:" + path] = c.entries;
+          j.current.counts["bytes:" + path] = c.bytes;
         }
         j.current.verified = "tar --list: " + std::to_string(n) + " entries; gzip and sha256 re-read";
         j.entry.artifacts.push_back(std::move(j.current));
@@ -360,105 +343,6 @@ void BackupManager::addFinalSteps(const JobPtr& job) {
         j.notes.insert(j.notes.end(), notes->begin(), notes->end());
         return {};
       }));
-}
-
-void BackupManager::addRestoreSteps(const JobPtr& job) {
-  for (const Artifact& artifact : job->entry.artifacts) {
-    if (artifact.kind != "postgres") {
-      job->notes.push_back(artifact.target + ": not restored (restoring " + artifact.kind +
-                           " is not supported yet by this build)");
-      continue;
-    }
-    const std::string db = artifact.target.substr(artifact.target.find(':') + 1);
-    const std::string temp_db = sanitize(db) + "_rst_" + sanitize(shortId(job->id));
-    const std::string old_db = sanitize(db) + "_pre_" + sanitize(shortId(job->id));
-    const storage::SetStore sets(job->config);
-    const std::string path = sets.restorePath(job->id, job->entry.id, artifact.file);
-    if (sets.usesS3()) {
-      auto how = std::make_shared<std::string>();
-      job->steps.push_back(poolStep(
-          "fetch " + artifact.file + " from s3",
-          [sets, artifact, how](Job& j) -> std::function<Status()> {
-            return [sets, artifact, how, restore_id = j.id, backup_id = j.entry.id]() -> Status {
-              LEVEE_ASSIGN_OR_RETURN(*how, sets.fetchForRestore(restore_id, backup_id, artifact));
-              return {};
-            };
-          },
-          [how, artifact](Job& j) -> Status {
-            j.notes.push_back(artifact.file + ": " + *how);
-            return {};
-          }));
-    }
-    job->steps.push_back(poolStep(
-        "create " + temp_db,
-        [artifact, temp_db, path](Job& j) -> std::function<Status()> {
-          j.restore_temp_db = temp_db;
-          const std::string conninfo = conninfoFor(j.config.postgres_dsn, "postgres");
-          return [artifact, temp_db, path, conninfo]() -> Status {
-            // The stored bytes must still be what was verified.
-            LEVEE_ASSIGN_OR_RETURN(auto reread, storage::reReadArtifact(path, false, ""));
-            if (reread.sha256 != artifact.sha256) {
-              return makeError(path + ": checksum mismatch (the stored backup changed since it was verified)");
-            }
-            PgSession maint;
-            LEVEE_RETURN_IF_ERROR(maint.connect(conninfo));
-            LEVEE_RETURN_IF_ERROR(maint.exec("DROP DATABASE IF EXISTS " + maint.quoteIdent(temp_db)));
-            return maint.exec("CREATE DATABASE " + maint.quoteIdent(temp_db) + " TEMPLATE template0");
-          };
-        }));
-    job->steps.push_back(toolStep(
-        "pg_restore into " + temp_db,
-        [temp_db, path](Job& j) {
-          return std::vector<std::string>{"pg_restore", "--no-owner", "--exit-on-error", "-d",
-                                          conninfoFor(j.config.postgres_dsn, temp_db), path};
-        },
-        [](Job&, ToolResult& r) { return toolOk(r, "pg_restore"); }, false));
-    job->steps.push_back(poolStep(
-        "verify " + temp_db + " and swap it in as " + db,
-        [artifact, temp_db, old_db, db](Job& j) -> std::function<Status()> {
-          j.restore_live_db = db;
-          const std::string maint_info = conninfoFor(j.config.postgres_dsn, "postgres");
-          const std::string temp_info = conninfoFor(j.config.postgres_dsn, temp_db);
-          return [artifact, temp_db, old_db, db, maint_info, temp_info]() -> Status {
-            {
-              PgSession restored;
-              LEVEE_RETURN_IF_ERROR(restored.connect(temp_info));
-              LEVEE_ASSIGN_OR_RETURN(auto counts, restored.rowCounts());
-              LEVEE_RETURN_IF_ERROR(compareCounts(artifact.row_counts, counts));
-            }
-            PgSession maint;
-            LEVEE_RETURN_IF_ERROR(maint.connect(maint_info));
-            LEVEE_ASSIGN_OR_RETURN(auto exists, maint.query("SELECT 1 FROM pg_database WHERE datname = $1", {db}));
-            const std::string live = maint.quoteIdent(db);
-            if (!exists.empty()) {
-              // No new sessions, end the current ones, then rename: the swap is two catalog updates.
-              LEVEE_RETURN_IF_ERROR(maint.exec("ALTER DATABASE " + live + " ALLOW_CONNECTIONS false"));
-              LEVEE_RETURN_IF_ERROR(maint.exec(
-                  "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                  {db}));
-              LEVEE_RETURN_IF_ERROR(maint.exec("DROP DATABASE IF EXISTS " + maint.quoteIdent(old_db)));
-              Status renamed;
-              for (int attempt = 0; attempt < 50; ++attempt) {  // terminated backends take a moment to exit
-                renamed = maint.exec("ALTER DATABASE " + live + " RENAME TO " + maint.quoteIdent(old_db));
-                if (renamed) {
-                  break;
-                }
-                ::usleep(100 * 1000);  // thread pool, not a loop
-              }
-              LEVEE_RETURN_IF_ERROR(renamed);
-              (void)maint.exec("ALTER DATABASE " + maint.quoteIdent(old_db) + " ALLOW_CONNECTIONS true");
-            }
-            return maint.exec("ALTER DATABASE " + maint.quoteIdent(temp_db) + " RENAME TO " + live);
-          };
-        },
-        [db, old_db](Job& j) -> Status {
-          j.restore_temp_db.clear();
-          j.restore_live_db.clear();
-          j.notes.push_back(db + ": restored, verified (tables and row counts) and swapped in; the previous "
-                            "database is kept as " + old_db);
-          return {};
-        }));
-  }
 }
 
 }  // namespace levee::companion::backup

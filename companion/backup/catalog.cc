@@ -80,6 +80,13 @@ std::string encodeEntry(const CatalogEntry& e) {
       }
       w.endObject();
     }
+    if (!a.counts.empty()) {
+      w.key("counts").beginObject();
+      for (const auto& [k, n] : a.counts) {
+        w.key(k).value(n);
+      }
+      w.endObject();
+    }
     w.endObject();
   }
   w.endArray();
@@ -139,6 +146,11 @@ Result<CatalogEntry> decodeEntry(std::string_view text) {
     if (const JsonValue* rc = av.find("row_counts"); rc != nullptr && rc->isObject()) {
       for (const auto& [t, n] : rc->members()) {
         a.row_counts[t] = n.isNumber() ? static_cast<uint64_t>(n.asNumber()) : 0;
+      }
+    }
+    if (const JsonValue* c = av.find("counts"); c != nullptr && c->isObject()) {
+      for (const auto& [k, n] : c->members()) {
+        a.counts[k] = n.isNumber() ? static_cast<uint64_t>(n.asNumber()) : 0;
       }
     }
     if (a.file.empty() || a.file.find('/') != std::string::npos || a.file.starts_with(".")) {

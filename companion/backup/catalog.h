@@ -24,6 +24,10 @@ struct Artifact {
   std::string sha256;   // hex, of the stored bytes
   std::string verified; // what the verification found, e.g. "pg_restore --list: 14 entries"
   std::map<std::string, uint64_t> row_counts;  // postgres: "schema.table" -> rows in the dump's snapshot
+  // What a restore verifies besides the checksum. files: "entries:<path>", "bytes:<path>" (per
+  // archived directory, from the archive's listing); redis: "keys" (loaded by a master: keys
+  // read minus already expired, from redis-check-rdb), "expires".
+  std::map<std::string, uint64_t> counts;
   bool operator==(const Artifact&) const = default;
 };
 

@@ -31,6 +31,7 @@ CatalogEntry sample() {
   files.kind = "files";
   files.file = "files.tar.gz";
   files.size = 10;
+  files.counts = {{"entries:/srv/uploads", 3}, {"bytes:/srv/uploads", 100005}};
   e.artifacts = {pg, files};
   return e;
 }

@@ -17,6 +17,8 @@
 
 namespace levee::companion::backup {
 
+struct RestoreRun;  // restore_run.h
+
 struct Job {
   using Next = std::function<void(Status)>;
   using Step = std::function<void(const std::shared_ptr<Job>&, Next)>;
@@ -48,9 +50,8 @@ struct Job {
   std::shared_ptr<PgSession> pg;  // holds the exported snapshot while pg_dump runs
   std::string pg_snapshot;
   int pg_dump_major{0};
-  std::string restore_temp_db;  // restore: to drop when the job fails
-  std::string restore_live_db;  // restore: to re-open for connections when the job fails
   std::string restore_data_dir;  // point-in-time restore: the new data directory, removed on failure
+  std::shared_ptr<RestoreRun> restore;  // restore: plan, per-target progress, temp Redis
   std::optional<OperationLock::Guard> guard;
 };
 

@@ -1,8 +1,13 @@
 #include "proxy/event/process.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstdlib>
+#include <string_view>
 
 #include "proxy/event/dispatcher.h"
 
@@ -20,10 +25,50 @@ std::string ExitStatus::describe() const {
   return "exit code " + std::to_string(exit_code);
 }
 
+namespace {
+
+constexpr const char* kSetpriv = "/usr/bin/setpriv";
+
+bool haveSetpriv() {
+  static const bool have = ::access(kSetpriv, X_OK) == 0;
+  return have;
+}
+
+// Whether execvp would find `program` (so that a missing program stays a spawn error, which
+// setpriv would turn into its own exit code).
+bool findable(const std::string& program) {
+  if (program.find('/') != std::string::npos) {
+    return ::access(program.c_str(), X_OK) == 0;
+  }
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (!dirs.empty()) {
+    const size_t colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    dirs.remove_prefix(colon == std::string_view::npos ? dirs.size() : colon + 1);
+    if (::access(((dir.empty() ? "." : dir) + "/" + program).c_str(), X_OK) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> spawnArgv(const SpawnOptions& options) {
+  if (options.args.empty() || !options.die_with_parent || !haveSetpriv() || !findable(options.args[0])) {
+    return options.args;
+  }
+  std::vector<std::string> out{kSetpriv, "--pdeathsig", "KILL", "--"};
+  out.insert(out.end(), options.args.begin(), options.args.end());
+  return out;
+}
+
 ChildProcess::ChildProcess(Dispatcher& dispatcher, SpawnOptions options, ExitCb on_exit)
     : dispatcher_(dispatcher), on_exit_(std::move(on_exit)), alive_(std::make_shared<bool>(true)) {
+  std::vector<std::string> args = spawnArgv(options);
   std::vector<char*> argv;
-  for (auto& a : options.args) {
+  for (auto& a : args) {
     argv.push_back(a.data());
   }
   argv.push_back(nullptr);
@@ -56,6 +101,9 @@ ChildProcess::ChildProcess(Dispatcher& dispatcher, SpawnOptions options, ExitCb 
   opts.env = envp.data();
   opts.stdio_count = 3;
   opts.stdio = stdio;
+  if (options.own_process_group) {
+    opts.flags |= UV_PROCESS_DETACHED;  // setsid(): the child leads a new process group
+  }
   handle_ = new uv_process_t;
   handle_->data = this;
   std::string error;
@@ -86,6 +134,7 @@ ChildProcess::ChildProcess(Dispatcher& dispatcher, SpawnOptions options, ExitCb 
   }
   pid_ = handle_->pid;
   running_ = true;
+  group_ = options.own_process_group;
 }
 
 ChildProcess::~ChildProcess() {
@@ -93,19 +142,32 @@ ChildProcess::~ChildProcess() {
   if (handle_ == nullptr) {
     return;
   }
+  const bool reap = running_;
   if (running_) {
-    uv_process_kill(handle_, SIGKILL);
+    kill(SIGKILL);
   }
   handle_->data = nullptr;
   auto* h = reinterpret_cast<uv_handle_t*>(handle_);
   if (!uv_is_closing(h)) {
-    // The process handle is reaped by libuv's SIGCHLD handler even when closed early.
     uv_close(h, [](uv_handle_t* closed) { delete reinterpret_cast<uv_process_t*>(closed); });
+  }
+  if (reap) {
+    // A closed process handle leaves libuv's SIGCHLD list: nobody would wait for the child. It
+    // got SIGKILL, so the wait is short; it runs on the pool, never on the loop.
+    const int pid = pid_;
+    queueWork(dispatcher_, [pid] {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }, [] {});
   }
 }
 
 void ChildProcess::kill(int signum) {
   if (running_ && handle_ != nullptr) {
+    if (group_ && ::kill(-pid_, signum) == 0) {
+      return;
+    }
     uv_process_kill(handle_, signum);
   }
 }

@@ -23,6 +23,13 @@ struct SpawnOptions {
   int stdin_fd{-1};
   int stdout_fd{-1};
   int stderr_fd{-1};
+  // The child leads its own process group (setsid): kill() and the destructor signal the whole
+  // group, so a tool's own children (tar's gzip, a shell's sleep) end with it.
+  bool own_process_group{true};
+  // The child gets SIGKILL when the thread that spawned it dies (prctl PR_SET_PDEATHSIG through
+  // util-linux `setpriv --pdeathsig KILL`, which then execs args[0]): covers levee itself being
+  // SIGKILLed, where no destructor runs. Ignored when /usr/bin/setpriv is missing.
+  bool die_with_parent{true};
 };
 
 struct ExitStatus {
@@ -36,7 +43,9 @@ struct ExitStatus {
 
 // One child process, owned by its user. `on_exit` runs on the dispatcher thread when the child
 // ends (never from spawn() itself; a failed spawn reports through on_exit on the next loop
-// iteration). Destroying a running ChildProcess sends SIGKILL and drops the callback.
+// iteration). Destroying a running ChildProcess sends SIGKILL (to its process group) and drops
+// the callback; the child is then reaped on the thread pool (the loop does not exit before), so
+// no zombie is left behind even when the process' init does not reap.
 class ChildProcess {
 public:
   using ExitCb = std::function<void(const ExitStatus&)>;
@@ -56,6 +65,7 @@ private:
   ExitCb on_exit_;
   int pid_{0};
   bool running_{false};
+  bool group_{false};
   std::shared_ptr<bool> alive_;  // guards the deferred spawn-failure report
 };
 using ChildProcessPtr = std::unique_ptr<ChildProcess>;
@@ -65,5 +75,8 @@ using ChildProcessPtr = std::unique_ptr<ChildProcess>;
 // while work is queued, so `work` must end by itself (e.g. at EOF of a pipe whose writer is
 // killed on shutdown).
 void queueWork(Dispatcher& dispatcher, std::function<void()> work, std::function<void()> done);
+
+// The argv that spawn uses for `args` (setpriv prefix when `die_with_parent`): exposed for tests.
+std::vector<std::string> spawnArgv(const SpawnOptions& options);
 
 }  // namespace levee::event

@@ -275,7 +275,8 @@ class BackupRestoreTest(BackupTestBase):
         self.assertEqual(self.pg.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'later'", db="app"), "0")
         kept = self.pg.sql("SELECT datname FROM pg_database WHERE datname LIKE 'app_pre_%'")
         self.assertTrue(kept, "the previous database is kept")
-        self.assertTrue(any("not supported yet" in n for n in done["notes"]), done)  # redis, files
+        self.assertEqual({t["state"] for t in done["targets"]}, {"swapped"}, done)  # redis and files too
+        self.assertEqual(self.redis.cli("GET", "greeting"), "hello")
         self.assertEqual(h.metric_sum(self.lv.metrics_parsed(), "levee_restore_total", result="success"), 1)
 
         # Deleting: the newest backup of a tier is refused; an older one that no tier needs goes.
