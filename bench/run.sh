@@ -271,41 +271,28 @@ declare -A proc_of=([direct]=origin [haproxy]=haproxy [nginx]=nginx)
 start origin "$origin_port" nginx -p "$work/" -e "$work/origin.error.log" -c "$work/origin.conf"
 start haproxy "$haproxy_port" haproxy -db -f "$work/haproxy.cfg"
 start nginx "$nginx_port" nginx -p "$work/" -e "$work/nginx.error.log" -c "$work/nginx.conf"
-if ((!skip_levee)); then
-  render levee.yaml levee.yaml
-  if ! "$levee_bin" validate "$work/levee.yaml" >"$work/levee-validate.log" 2>&1; then
-    echo "bench: levee rejected bench/peers/levee.yaml:" >&2
-    cat "$work/levee-validate.log" >&2
+# start_levee NAME PORT TEMPLATE: render and validate a levee policy, start it, add the target.
+start_levee() {
+  local name="$1" port="$2" tpl="$3"
+  render "$tpl" "$tpl"
+  if ! "$levee_bin" validate "$work/$tpl" >"$work/$name-validate.log" 2>&1; then
+    echo "bench: levee rejected bench/peers/$tpl:" >&2
+    cat "$work/$name-validate.log" >&2
     exit 1
   fi
-  start levee "$levee_port" "$levee_bin" run --config "$work/levee.yaml" --concurrency 1
-  targets+=(levee)
-  port_of[levee]=$levee_port
-  proc_of[levee]=levee
+  start "$name" "$port" "$levee_bin" run --config "$work/$tpl" --concurrency 1
+  targets+=("$name")
+  port_of[$name]=$port
+  proc_of[$name]=$name
+}
+if ((!skip_levee)); then
+  start_levee levee "$levee_port" levee.yaml
   if ((!skip_resilient)); then
-    render levee-resilient.yaml levee-resilient.yaml
-    if ! "$levee_bin" validate "$work/levee-resilient.yaml" >"$work/levee-res-validate.log" 2>&1; then
-      echo "bench: levee rejected bench/peers/levee-resilient.yaml:" >&2
-      cat "$work/levee-res-validate.log" >&2
-      exit 1
-    fi
-    start levee-res "$levee_res_port" "$levee_bin" run --config "$work/levee-resilient.yaml" --concurrency 1
-    targets+=(levee-res)
-    port_of[levee-res]=$levee_res_port
-    proc_of[levee-res]=levee-res
+    start_levee levee-res "$levee_res_port" levee-resilient.yaml
     res_on=1
   fi
   if ((!skip_route)); then
-    render levee-route.yaml levee-route.yaml
-    if ! "$levee_bin" validate "$work/levee-route.yaml" >"$work/levee-route-validate.log" 2>&1; then
-      echo "bench: levee rejected bench/peers/levee-route.yaml:" >&2
-      cat "$work/levee-route-validate.log" >&2
-      exit 1
-    fi
-    start levee-route "$levee_route_port" "$levee_bin" run --config "$work/levee-route.yaml" --concurrency 1
-    targets+=(levee-route)
-    port_of[levee-route]=$levee_route_port
-    proc_of[levee-route]=levee-route
+    start_levee levee-route "$levee_route_port" levee-route.yaml
     route_on=1
   fi
 fi
