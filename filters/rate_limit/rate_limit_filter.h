@@ -9,6 +9,7 @@
 
 #include "config/policy.h"
 #include "proxy/api/http/filter.h"
+#include "proxy/common/thread_cached.h"
 #include "proxy/common/time_source.h"
 #include "proxy/common/token_bucket.h"
 #include "proxy/stats/store.h"
@@ -38,7 +39,7 @@ private:
 };
 using RateLimitStateSharedPtr = std::shared_ptr<RateLimitState>;
 
-class RateLimitFilter final : public http::DecoderFilter {
+class RateLimitFilter final : public http::DecoderFilter, public common::ThreadCached<RateLimitFilter> {
 public:
   explicit RateLimitFilter(RateLimitStateSharedPtr state) : state_(std::move(state)) {}
   void setDecoderCallbacks(http::DecoderFilterCallbacks& cb) override { cb_ = &cb; }

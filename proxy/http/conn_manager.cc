@@ -3,6 +3,7 @@
 #include <uv.h>  // error names only (uv_err_name); all I/O goes through proxy/event
 
 #include "proxy/common/logger.h"
+#include "proxy/common/thread_cached.h"
 #include "proxy/http/http1/encoder.h"
 #include "proxy/http/local_reply.h"
 #include "proxy/http/request_id.h"
@@ -10,7 +11,10 @@
 namespace levee::http {
 
 // One request/response exchange and its filter chain.
-class ActiveStream final : public DecoderFilterCallbacks, public FilterChainBuilder {
+// Its memory is recycled per thread (common::ThreadCached): one stream per request.
+class ActiveStream final : public DecoderFilterCallbacks,
+                           public FilterChainBuilder,
+                           public common::ThreadCached<ActiveStream> {
 public:
   ActiveStream(ConnectionManager& cm, RequestHead& head) : cm_(cm), head_(head) {
     filters_.reserve(4);  // one allocation for a typical chain (filters + router), not one per growth

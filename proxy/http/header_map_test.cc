@@ -24,6 +24,28 @@ TEST(EqualsIgnoreCaseTest, Table) {
   }
 }
 
+// Every pair of bytes, at every position of names 1 to 17 bytes long (the 8-byte steps and the
+// tail), against the byte-by-byte definition.
+TEST(EqualsIgnoreCaseTest, EveryBytePairAtEveryPosition) {
+  auto lower = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  int mismatches = 0;
+  for (size_t len : {1U, 7U, 8U, 9U, 16U, 17U}) {
+    for (size_t pos = 0; pos < len; ++pos) {
+      std::string a(len, 'k');
+      std::string b(len, 'K');
+      for (int x = 0; x < 256; ++x) {
+        for (int y = 0; y < 256; ++y) {
+          a[pos] = static_cast<char>(x);
+          b[pos] = static_cast<char>(y);
+          const bool want = lower(static_cast<unsigned char>(x)) == lower(static_cast<unsigned char>(y));
+          mismatches += equalsIgnoreCase(a, b) != want ? 1 : 0;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(0, mismatches);
+}
+
 TEST(HeaderMapTest, EmptyMap) {
   HeaderMap h;
   EXPECT_EQ(0U, h.size());

@@ -83,7 +83,7 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHead& head, b
   if (route_->route->timeout.count() > 0) {
     timeout_deadline_.arm(cb_->dispatcher(), route_->route->timeout);
     has_deadline_ = true;
-    deadline_ = std::chrono::steady_clock::now() + route_->route->timeout;
+    deadline_ms_ = cb_->dispatcher().nowMs() + static_cast<uint64_t>(route_->route->timeout.count());
   }
   if (route_->route->retry.enabled) {
     retry_cfg_ = &route_->route->retry;
@@ -180,7 +180,8 @@ bool RouterFilter::maybeRetry(FailureKind kind, int status, std::string_view ret
       delay = *ra;
     }
   }
-  if (has_deadline_ && std::chrono::steady_clock::now() + delay >= deadline_) {
+  // Loop time, the clock the route's Deadline fires on.
+  if (has_deadline_ && cb_->dispatcher().nowMs() + static_cast<uint64_t>(delay.count()) >= deadline_ms_) {
     return false;  // the route timeout bounds every attempt and backoff
   }
   if (retry_state_ && retry_state_->budget) {
@@ -809,7 +810,7 @@ bool RouterFilter::startFallbackUpstream(const config::FallbackEntry& entry, con
   has_deadline_ = t.count() > 0;
   if (has_deadline_) {
     timeout_deadline_.arm(cb_->dispatcher(), t);
-    deadline_ = std::chrono::steady_clock::now() + t;
+    deadline_ms_ = cb_->dispatcher().nowMs() + static_cast<uint64_t>(t.count());
   }
   requestConnection();
   return true;

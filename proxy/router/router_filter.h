@@ -11,6 +11,7 @@
 #include "proxy/event/dispatcher.h"
 #include "proxy/router/route_table.h"
 #include "proxy/common/circuit_breaker.h"
+#include "proxy/common/thread_cached.h"
 #include "proxy/upstream/conn_pool.h"
 
 namespace levee::router {
@@ -27,9 +28,11 @@ public:
   virtual uint64_t random() = 0;
 };
 
+// One per request; its memory is recycled per thread (common::ThreadCached).
 class RouterFilter final : public http::DecoderFilter,
                            public upstream::PoolCallbacks,
-                           public upstream::UpstreamStreamCallbacks {
+                           public upstream::UpstreamStreamCallbacks,
+                           public common::ThreadCached<RouterFilter> {
 public:
   explicit RouterFilter(RouterContext& ctx) : ctx_(ctx) {}
   ~RouterFilter() override;
@@ -137,7 +140,7 @@ private:
                                     this};
   event::TimerPtr backoff_timer_;
   bool has_deadline_{false};
-  std::chrono::steady_clock::time_point deadline_;
+  uint64_t deadline_ms_{0};  // when timeout_deadline_ fires, in the dispatcher's loop time
   // Fallback state.
   const RouteFallbackState* fallback_{nullptr};  // the route's (pinned by table_); null: none
   bool cacheable_{false};                        // GET/HEAD on a route with a stale entry
