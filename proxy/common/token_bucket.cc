@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <iterator>
+#include <random>
 
 namespace levee::common {
 namespace {
@@ -83,7 +84,8 @@ TokenBucket::Decision TokenBucket::take(MonotonicTime now) {
 // === impl RateLimiter ===
 
 RateLimiter::RateLimiter(double rate, uint32_t burst, size_t max_keys, const TimeSource& time)
-    : rate_(rate), burst_(burst), time_(time) {
+    : rate_(rate), burst_(burst), time_(time),
+      seed_((static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}()) {
   max_keys = std::max<size_t>(max_keys, 1);
   const size_t n = shardCount(max_keys);
   shards_.reserve(n);
@@ -95,21 +97,18 @@ RateLimiter::RateLimiter(double rate, uint32_t burst, size_t max_keys, const Tim
   }
 }
 
-RateLimiter::Shard& RateLimiter::shardFor(std::string_view key) {
-  if (shards_.size() == 1) {
-    return *shards_.front();
-  }
+RateLimiter::Shard& RateLimiter::shardFor(size_t hash) {
   // The shard count is a power of two; use high bits so they differ from the bucket index
   // bits the shard's own unordered_map uses.
-  const size_t h = std::hash<std::string_view>{}(key);
-  return *shards_[(h >> 32) & (shards_.size() - 1)];
+  return *shards_[shards_.size() == 1 ? 0 : (hash >> 32) & (shards_.size() - 1)];
 }
 
 RateLimiter::Decision RateLimiter::take(std::string_view key) {
   const MonotonicTime now = time_.monotonicTime();
-  Shard& shard = shardFor(key);
+  const HashedKey hk{key, static_cast<size_t>(fastHash64(key, seed_))};
+  Shard& shard = shardFor(hk.hash);
   std::lock_guard lock(shard.mu);
-  if (const auto it = shard.index.find(key); it != shard.index.end()) {
+  if (const auto it = shard.index.find(hk); it != shard.index.end()) {
     shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
     return it->second->bucket.take(now);
   }
@@ -117,15 +116,16 @@ RateLimiter::Decision RateLimiter::take(std::string_view key) {
     // Reuse the least recently used node for the new key: no allocation for the node, and the
     // key string keeps its capacity.
     auto victim = std::prev(shard.lru.end());
-    shard.index.erase(victim->key);
+    shard.index.erase(HashedKey{victim->key, victim->hash});
     victim->key.assign(key);
+    victim->hash = hk.hash;
     victim->bucket = TokenBucket(rate_, burst_);
     shard.lru.splice(shard.lru.begin(), shard.lru, victim);
   } else {
-    shard.lru.push_front(Entry{std::string(key), TokenBucket(rate_, burst_)});
+    shard.lru.push_front(Entry{std::string(key), hk.hash, TokenBucket(rate_, burst_)});
   }
   Entry& entry = shard.lru.front();
-  shard.index.emplace(entry.key, shard.lru.begin());
+  shard.index.emplace(HashedKey{entry.key, entry.hash}, shard.lru.begin());
   return entry.bucket.take(now);
 }
 

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/common/hash.h"
 #include "proxy/common/spin_lock.h"
 #include "proxy/common/time_source.h"
 
@@ -84,21 +85,34 @@ public:
 private:
   struct Entry {
     std::string key;
+    size_t hash;
     TokenBucket bucket;
+  };
+  // A key with its hash, computed once per take() for both the shard and the shard's table.
+  // Keys may come from clients (a header, X-Forwarded-For): the hash has a random seed per
+  // limiter, so nobody outside can aim keys at one bucket chain.
+  struct HashedKey {
+    std::string_view view;
+    size_t hash;
+    bool operator==(const HashedKey& o) const { return hash == o.hash && view == o.view; }
+  };
+  struct HashedKeyHash {
+    size_t operator()(const HashedKey& k) const { return k.hash; }
   };
   struct Shard {
     SpinLock mu;
     size_t capacity{0};
     std::list<Entry> lru;  // most recently used first
     // Views into the keys owned by `lru` nodes (list nodes never move).
-    std::unordered_map<std::string_view, std::list<Entry>::iterator> index;
+    std::unordered_map<HashedKey, std::list<Entry>::iterator, HashedKeyHash> index;
   };
 
-  Shard& shardFor(std::string_view key);
+  Shard& shardFor(size_t hash);
 
   const double rate_;
   const uint32_t burst_;
   const TimeSource& time_;
+  const uint64_t seed_;  // random per limiter
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 
