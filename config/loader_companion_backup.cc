@@ -104,7 +104,7 @@ bool isValidSlotName(std::string_view s) {
 void parseWalArchive(LoadContext& ctx, const Node& node, const std::string& path, BackupConfig& out) {
   MapReader m(ctx, node, path, "backup_wal_archive",
               {"enabled", "dsn", "slot", "dir", "restart_backoff", "max_restart_backoff", "status_interval",
-               "synchronous"});
+               "synchronous", "partial_upload_interval"});
   if (!m.ok()) {
     return;
   }
@@ -126,6 +126,12 @@ void parseWalArchive(LoadContext& ctx, const Node& node, const std::string& path
   positiveDuration(ctx, m, "max_restart_backoff", w.max_restart_backoff);
   positiveDuration(ctx, m, "status_interval", w.status_interval);
   m.boolean("synchronous", w.synchronous);
+  if (const Node* partial = m.find("partial_upload_interval")) {
+    if (m.duration("partial_upload_interval", w.partial_upload_interval) && !out.s3.enabled) {
+      ctx.error(*partial, m.path("partial_upload_interval"),
+                "only applies with companion.backup.s3 (the .partial segment is uploaded to the bucket)");
+    }
+  }
   if (w.max_restart_backoff < w.restart_backoff) {
     ctx.error(m.find("max_restart_backoff") != nullptr ? *m.find("max_restart_backoff") : node,
               m.path("max_restart_backoff"), "must be at least restart_backoff (" +
@@ -349,12 +355,9 @@ void parseBackup(LoadContext& ctx, const Node& node, const std::string& path, Ba
     }
   }
   if (const Node* wal = m.find("wal_archive")) {  // after targets: its dsn defaults to theirs
-    parseWalArchive(ctx, *wal, m.path("wal_archive"), out);
-    if (out.wal_archive.enabled && out.s3.enabled) {
-      // Base backups would go to the bucket while the WAL they need stays in the local archive.
-      ctx.error(*wal, m.path("wal_archive"),
-                "wal_archive together with s3 is not supported yet by this build (base backups and "
-                "the WAL archive live in the local store)");
+    parseWalArchive(ctx, *wal, m.path("wal_archive"), out);  // after s3: the archive uploads to it
+    if (out.wal_archive.enabled) {
+      out.wal_archive.s3 = out.s3;
     }
   }
 }

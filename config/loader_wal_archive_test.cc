@@ -76,7 +76,7 @@ TEST(LoaderWalArchiveTest, ErrorsInOnePass) {
                           "got \"3\"",
                           "p.yaml:10:107: companion.backup.wal_archive.bogus: unknown key \"bogus\" (expected "
                           "one of: enabled, dsn, slot, dir, restart_backoff, max_restart_backoff, "
-                          "status_interval, synchronous)"));
+                          "status_interval, synchronous, partial_upload_interval)"));
 }
 
 TEST(LoaderWalArchiveTest, DsnRequiredWithoutPostgresTarget) {
@@ -94,6 +94,32 @@ TEST(LoaderWalArchiveTest, BackoffOrder) {
 TEST(LoaderWalArchiveTest, WrongType) {
   EXPECT_THAT(errorsOf(policyWith("true")),
               ElementsAre("p.yaml:10:18: companion.backup.wal_archive: expected a mapping, got \"true\""));
+}
+
+constexpr std::string_view kS3 =
+    "    s3: { endpoint: http://127.0.0.1:9000, bucket: bk1, access_key_id_env: K, secret_access_key_env: S }\n";
+
+TEST(LoaderWalArchiveTest, WithS3TheArchiveUploadsToTheBucket) {
+  const Policy p = load(policyWith("{ partial_upload_interval: 15s }") + std::string(kS3));
+  const WalArchiveConfig& w = p.companion.backup.wal_archive;
+  EXPECT_TRUE(w.enabled);
+  EXPECT_TRUE(w.s3.enabled);
+  EXPECT_EQ(w.s3, p.companion.backup.s3);  // the same bucket as the base backups
+  EXPECT_EQ(w.s3.bucket, "bk1");
+  EXPECT_EQ(w.partial_upload_interval, Duration(15000));
+  EXPECT_EQ(load(policyWith("{}") + std::string(kS3)).companion.backup.wal_archive.partial_upload_interval,
+            Duration(60000));
+  // 0: complete segments only.
+  EXPECT_EQ(load(policyWith("{ partial_upload_interval: 0s }") + std::string(kS3))
+                .companion.backup.wal_archive.partial_upload_interval,
+            Duration(0));
+}
+
+TEST(LoaderWalArchiveTest, PartialUploadIntervalNeedsS3) {
+  EXPECT_FALSE(load(policyWith("{}")).companion.backup.wal_archive.s3.enabled);
+  EXPECT_THAT(errorsOf(policyWith("{ partial_upload_interval: 5s }")),
+              ElementsAre("p.yaml:10:45: companion.backup.wal_archive.partial_upload_interval: only applies with "
+                          "companion.backup.s3 (the .partial segment is uploaded to the bucket)"));
 }
 
 }  // namespace

@@ -426,20 +426,6 @@ struct PostgresFailoverConfig {
   bool operator==(const PostgresFailoverConfig&) const = default;
 };
 
-// `companion.backup.wal_archive` (companion/wal/README.md): a supervised pg_receivewal into the
-// store, for base backups and point-in-time restores.
-struct WalArchiveConfig {
-  bool enabled{false};              // the block is present and `enabled` is not false
-  std::string dsn;                  // libpq conninfo without dbname (default: targets.postgres.dsn)
-  std::string slot{"levee_wal"};    // physical replication slot, created if missing
-  std::string dir;                  // absolute; default <backup.dir>/wal
-  Duration restart_backoff{1000};   // first restart delay after pg_receivewal exits; doubles
-  Duration max_restart_backoff{30000};
-  Duration status_interval{1000};   // how often the archive's lag is measured
-  bool synchronous{true};           // pg_receivewal --synchronous (fsync as it receives)
-  bool operator==(const WalArchiveConfig&) const = default;
-};
-
 // `companion.backup.s3` (companion/README.md "S3 store"): the bucket is the source of truth for
 // list/restore/delete/retention; the local `dir` is the staging area. Secrets are never in the
 // YAML: each credential comes from a file (`*_file`) or an environment variable (`*_env`).
@@ -460,6 +446,24 @@ struct BackupS3Config {
   bool keep_local{false};               // keep the staged copy after the upload was verified
   uint64_t multipart_part_size{64ull << 20};  // larger artifacts: multipart upload in parts of this size
   bool operator==(const BackupS3Config&) const = default;
+};
+
+// `companion.backup.wal_archive` (companion/wal/README.md): a supervised pg_receivewal into the
+// store, for base backups and point-in-time restores.
+struct WalArchiveConfig {
+  bool enabled{false};              // the block is present and `enabled` is not false
+  std::string dsn;                  // libpq conninfo without dbname (default: targets.postgres.dsn)
+  std::string slot{"levee_wal"};    // physical replication slot, created if missing
+  std::string dir;                  // absolute; default <backup.dir>/wal
+  Duration restart_backoff{1000};   // first restart delay after pg_receivewal exits; doubles
+  Duration max_restart_backoff{30000};
+  Duration status_interval{1000};   // how often the archive's lag is measured
+  bool synchronous{true};           // pg_receivewal --synchronous (fsync as it receives)
+  // With `companion.backup.s3`: the archive's segments also go to <prefix>wal/ in the bucket
+  // (companion/wal/README.md "WAL in the S3 store"); a copy of the backup's s3 block.
+  BackupS3Config s3;
+  Duration partial_upload_interval{60000};  // s3: upload a snapshot of the .partial this often; 0: never
+  bool operator==(const WalArchiveConfig&) const = default;
 };
 
 // `companion.backup` (DESIGN section 8; companion/README.md). Off unless the section is present.

@@ -413,6 +413,7 @@ void BackupManager::finishRestore(const JobPtr& job) {
     LEVEE_LOG(Main, info, "restore {}: backup {} prepared in {}: start PostgreSQL on it", job->id, job->entry.id,
               job->restore_data_dir);
     job->restore_data_dir.clear();
+    job->restore_wal_dir.clear();
   } else {
     LEVEE_LOG(Main, info, "restore {}: backup {} restored and swapped in", job->id, job->entry.id);
   }
@@ -440,9 +441,12 @@ void BackupManager::failJob(const JobPtr& job, const std::string& message) {
       auto guard = std::make_shared<std::optional<OperationLock::Guard>>(std::move(job->guard));
       event::queueWork(
           dispatcher_,
-          [data_dir = job->restore_data_dir] {
+          [data_dir = job->restore_data_dir, wal_dir = job->restore_wal_dir] {
             std::error_code ec;
             std::filesystem::remove_all(data_dir, ec);
+            if (!wal_dir.empty()) {
+              std::filesystem::remove_all(wal_dir, ec);
+            }
           },
           [guard] { guard->reset(); });
     } else {
@@ -522,6 +526,9 @@ void BackupManager::pruneWalArchive() {
   }
   const std::string dir = wal_->config().dir;
   const uint64_t from = *keep_from;
+  if (wal_->usesBucket()) {
+    wal_->pruneBucket(from);  // done by the archiver's next upload pass
+  }
   event::queueWork(dispatcher_, [dir, from] {
     std::vector<std::string> names;
     std::error_code ec;

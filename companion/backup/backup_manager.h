@@ -28,6 +28,10 @@
 #include "proxy/event/dispatcher.h"
 #include "proxy/stats/store.h"
 
+namespace levee::companion::storage {
+class SetStore;
+}  // namespace levee::companion::storage
+
 namespace levee::companion::backup {
 
 struct Job;
@@ -91,6 +95,9 @@ private:
   void addBaseBackupSteps(const JobPtr& job);
   ApiResponse restoreBase(const CatalogEntry& entry, const JsonValue& body);
   void cleanupRestore(const JobPtr& job);  // a failed restore: roll back, then release the lock
+  // A restore from the bucket: downloads `artifact` for the job (SetStore::fetchForRestore) and
+  // notes how it got it (restore_steps.cc).
+  Step fetchFromBucketStep(const storage::SetStore& sets, const Artifact& artifact);
   std::string restoreRefusal(const CatalogEntry& entry) const;  // empty: restorable
   // A step that runs a tool and then `check`s its result on the loop.
   Step toolStep(std::string label, std::function<std::vector<std::string>(Job&)> args,

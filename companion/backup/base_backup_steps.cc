@@ -14,6 +14,8 @@
 #include "companion/backup/backup_manager.h"
 #include "companion/backup/job.h"
 #include "companion/failover/lsn.h"
+#include "companion/storage/s3_store.h"
+#include "companion/wal/wal_bucket.h"
 #include "companion/wal/pitr.h"
 #include "companion/wal/wal_math.h"
 #include "proxy/common/json.h"
@@ -177,6 +179,9 @@ void BackupManager::addBaseBackupSteps(const JobPtr& job) {
             return makeError("the WAL archive did not reach the backup's end " + failover::formatLsn(state->range.end_lsn) +
                              " within 60 s (archived: " + failover::formatLsn(archived) + "); is pg_receivewal running?");
           }
+          if (wal_config.s3.enabled) {
+            return {};  // uploaded segments leave the local archive: the next step checks the bucket
+          }
           for (uint64_t lsn = state->range.start_lsn - state->range.start_lsn % wal::kDefaultSegmentSize;
                lsn <= state->range.end_lsn; lsn += wal::kDefaultSegmentSize) {
             const std::string seg = wal::segmentName(state->range.timeline, lsn);
@@ -219,8 +224,24 @@ void BackupManager::addBaseBackupSteps(const JobPtr& job) {
         j.entry.base_backup["start_segment"] = wal::segmentName(state->range.timeline, state->range.start_lsn);
         j.entry.base_backup["archive_dir"] = wal_config.dir;
         j.entry.base_backup["start_time"] = isoTime(j.started_at);
+        if (wal_config.s3.enabled) {
+          j.entry.base_backup["wal_bucket"] = wal::WalBucket(wal_config.s3).location();
+        }
         return {};
       }));
+  if (wal_config.s3.enabled) {
+    // The archiver uploads a snapshot of the .partial at once and answers when the bucket holds
+    // every segment from the backup's start to its end.
+    job->steps.push_back([this, state, wal_config](const JobPtr& j, Next next) {
+      j->step = "wait until the bucket holds the backup's WAL";
+      if (!wal_ || wal_->config() != wal_config) {
+        next(makeError("the WAL archive was reconfigured while the backup ran"));
+        return;
+      }
+      wal_->whenBucketCovers(state->range.timeline, state->range.start_lsn, state->range.end_lsn, kWalWait,
+                             std::move(next));
+    });
+  }
 }
 
 ApiResponse BackupManager::restoreBase(const CatalogEntry& entry, const JsonValue& body) {
@@ -262,62 +283,143 @@ ApiResponse BackupManager::restoreBase(const CatalogEntry& entry, const JsonValu
   job->state = "running";
   job->started_at = std::chrono::duration_cast<std::chrono::seconds>(time_.systemTime().time_since_epoch()).count();
   job->started_mono = time_.monotonicTime();
-  const std::string data_dir = dir->asString();
+  std::string data_dir = dir->asString();
+  while (data_dir.size() > 1 && data_dir.back() == '/') {
+    data_dir.pop_back();
+  }
   const std::string archive_dir = archive->second;
   const Artifact base = *artifact;
-  const std::string base_path = job->store.artifactPath(entry.id, base.file);
+  const storage::SetStore sets(job->config);
+  // From the bucket: base.tar.gz is downloaded, and the WAL goes into <data_dir>.wal (the
+  // bucket's segments, then what the local archive holds beyond them).
+  const bool from_bucket = sets.usesS3();
+  const std::string wal_dir = from_bucket ? data_dir + ".wal" : archive_dir;
+  std::optional<wal::SegmentId> start_segment;
+  if (auto seg = entry.base_backup.find("start_segment"); seg != entry.base_backup.end()) {
+    start_segment = wal::parseSegmentName(seg->second);
+  }
+  if (from_bucket && !start_segment) {
+    return apiError(409, "backup " + entry.id + " names no start segment");
+  }
+  const std::string base_path = sets.restorePath(job->id, entry.id, base.file);
   LEVEE_LOG(Main, warn, "restore {}: preparing {} from base backup {}, recovery target {} (confirmed through the "
             "admin API)", job->id, data_dir, entry.id, target ? target->postgres : "end of the archive");
+  if (from_bucket) {
+    job->steps.push_back(fetchFromBucketStep(sets, base));
+  }
   job->steps.push_back(poolStep(
       "prepare " + data_dir,
-      [data_dir, base, base_path](Job&) -> std::function<Status()> {
-        return [data_dir, base, base_path]() -> Status {
+      [data_dir, base, base_path, from_bucket, wal_dir](Job&) -> std::function<Status()> {
+        return [data_dir, base, base_path, from_bucket, wal_dir]() -> Status {
           std::error_code ec;
-          if (std::filesystem::exists(data_dir, ec) && !std::filesystem::is_empty(data_dir, ec)) {
-            return makeError(data_dir + " exists and is not empty: choose a new directory");
+          for (const std::string& d : from_bucket ? std::vector{data_dir, wal_dir} : std::vector{data_dir}) {
+            if (std::filesystem::exists(d, ec) && !std::filesystem::is_empty(d, ec)) {
+              return makeError(d + " exists and is not empty: choose a new directory");
+            }
           }
           LEVEE_ASSIGN_OR_RETURN(auto reread, storage::reReadArtifact(base_path, true, ""));
           if (reread.sha256 != base.sha256) {
             return makeError(base_path + ": checksum mismatch (the stored backup changed since it was verified)");
           }
-          std::filesystem::create_directories(data_dir, ec);
-          if (ec || ::chmod(data_dir.c_str(), 0700) != 0) {
-            return makeError("create " + data_dir + ": " + (ec ? ec.message() : std::strerror(errno)));
+          for (const std::string& d : from_bucket ? std::vector{data_dir, wal_dir} : std::vector{data_dir}) {
+            std::filesystem::create_directories(d, ec);
+            if (ec || ::chmod(d.c_str(), 0700) != 0) {
+              return makeError("create " + d + ": " + (ec ? ec.message() : std::strerror(errno)));
+            }
           }
           return {};
         };
       },
-      [data_dir](Job& j) -> Status {
+      [data_dir, from_bucket, wal_dir](Job& j) -> Status {
         j.restore_data_dir = data_dir;  // ours now: removed if a later step fails
+        if (from_bucket) {
+          j.restore_wal_dir = wal_dir;
+        }
         return {};
       }));
   job->steps.push_back(toolStep(
       "extract base.tar.gz into " + data_dir,
       [base_path, data_dir](Job&) { return std::vector<std::string>{"tar", "-xzf", base_path, "-C", data_dir}; },
       [](Job&, ToolResult& r) { return ranOk(r, "tar -x"); }, false));
+  if (from_bucket) {
+    auto how = std::make_shared<std::string>();
+    const config::BackupS3Config s3 = job->config.s3;
+    const uint64_t from_segno = start_segment->segno;
+    job->steps.push_back(poolStep(
+        "fetch the WAL from s3 into " + wal_dir,
+        [s3, from_segno, wal_dir, archive_dir, how](Job&) -> std::function<Status()> {
+          return [s3, from_segno, wal_dir, archive_dir, how]() -> Status {
+            wal::WalBucket bucket(s3);
+            LEVEE_ASSIGN_OR_RETURN(auto fetched, bucket.fetch(from_segno, wal_dir));
+            // Then what the local archive holds beyond the bucket (its newest segments and its
+            // .partial, at least as new as the bucket's snapshot), when it is on this machine.
+            size_t local = 0;
+            std::error_code ec;
+            std::vector<std::string> names;
+            for (auto it = std::filesystem::directory_iterator(archive_dir, ec);
+                 !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+              names.push_back(it->path().filename().string());
+            }
+            for (const auto& name : wal::restoreFetchList(names, from_segno)) {
+              const bool partial = name.ends_with(".partial");
+              if (!partial && std::filesystem::exists(wal_dir + "/" + name, ec)) {
+                continue;
+              }
+              std::filesystem::copy_file(archive_dir + "/" + name, wal_dir + "/" + name,
+                                         std::filesystem::copy_options::overwrite_existing, ec);
+              if (ec) {
+                return makeError("copy " + archive_dir + "/" + name + ": " + ec.message());
+              }
+              ++local;
+            }
+            *how = std::to_string(fetched.files) + " WAL file(s), " + std::to_string(fetched.bytes) +
+                   " bytes, downloaded from " + bucket.location() + "; " + std::to_string(local) +
+                   " from the local archive " + archive_dir;
+            return {};
+          };
+        },
+        [how](Job& j) -> Status {
+          j.notes.push_back(*how);
+          return {};
+        }));
+  }
   job->steps.push_back(poolStep(
       "write recovery settings",
-      [data_dir, archive_dir, target](Job&) -> std::function<Status()> {
-        return [data_dir, archive_dir, target]() -> Status {
+      [data_dir, wal_dir, target, from_bucket](Job&) -> std::function<Status()> {
+        return [data_dir, wal_dir, target, from_bucket]() -> Status {
           LEVEE_RETURN_IF_ERROR(appendAndSync(data_dir + "/postgresql.auto.conf",
-                                              wal::recoverySettings(archive_dir, target), O_APPEND));
+                                              wal::recoverySettings(wal_dir, target), O_APPEND));
           LEVEE_RETURN_IF_ERROR(appendAndSync(data_dir + "/recovery.signal", "", O_TRUNC));
           ::unlink((data_dir + "/standby.signal").c_str());
-          // As root, the extracted files belong to the backup's owner (postgres): so does the directory.
+          // As root, the extracted files belong to the backup's owner (postgres): so does the
+          // directory (and the downloaded WAL, which that user reads).
           struct stat st {};
           if (::geteuid() == 0 && ::stat((data_dir + "/PG_VERSION").c_str(), &st) == 0) {
-            if (::chown(data_dir.c_str(), st.st_uid, st.st_gid) != 0) {
-              return makeError("chown " + data_dir + ": " + std::strerror(errno));
+            std::vector<std::string> paths{data_dir};
+            std::error_code ec;
+            if (from_bucket) {
+              paths.push_back(wal_dir);
+              for (auto it = std::filesystem::directory_iterator(wal_dir, ec);
+                   !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+                paths.push_back(it->path().string());
+              }
+            }
+            for (const auto& p : paths) {
+              if (::chown(p.c_str(), st.st_uid, st.st_gid) != 0) {
+                return makeError("chown " + p + ": " + std::strerror(errno));
+              }
             }
           }
           return {};
         };
       },
-      [data_dir, archive_dir, target](Job& j) -> Status {
+      [data_dir, wal_dir, target, from_bucket](Job& j) -> Status {
         j.notes.push_back("data directory " + data_dir + " is ready: start PostgreSQL on it (pg_ctl -D " + data_dir +
-                          " start, as the owner of its files); it replays WAL from " + archive_dir + " to " +
+                          " start, as the owner of its files); it replays WAL from " + wal_dir + " to " +
                           (target ? target->postgres : std::string("the end of the archive")) +
-                          " and promotes. levee never replaces a running cluster's data directory.");
+                          " and promotes" +
+                          (from_bucket ? std::string(" (remove ") + wal_dir + " once it has promoted)" : std::string()) +
+                          ". levee never replaces a running cluster's data directory.");
         return {};
       }));
   runSteps(job, 0);
@@ -325,6 +427,7 @@ ApiResponse BackupManager::restoreBase(const CatalogEntry& entry, const JsonValu
   json::Writer w(out);
   w.beginObject().key("id").value(job->id).key("backup").value(entry.id).key("state").value(job->state);
   w.key("data_dir").value(data_dir);
+  w.key("wal_dir").value(wal_dir);
   w.key("status_url").value("/api/v1/backup/" + job->id).endObject();
   return {202, out};
 }

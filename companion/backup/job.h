@@ -51,6 +51,7 @@ struct Job {
   std::string pg_snapshot;
   int pg_dump_major{0};
   std::string restore_data_dir;  // point-in-time restore: the new data directory, removed on failure
+  std::string restore_wal_dir;   // point-in-time restore from s3: the downloaded WAL, removed on failure
   std::shared_ptr<RestoreRun> restore;  // restore: plan, per-target progress, temp Redis
   std::optional<OperationLock::Guard> guard;
 };

@@ -382,19 +382,7 @@ void BackupManager::addRestoreSteps(const JobPtr& job) {
   const std::vector<Artifact> artifacts = job->entry.artifacts;
   if (sets.usesS3()) {
     for (const Artifact& artifact : artifacts) {
-      auto how = std::make_shared<std::string>();
-      job->steps.push_back(poolStep(
-          "fetch " + artifact.file + " from s3",
-          [sets, artifact, how](Job& j) -> std::function<Status()> {
-            return [sets, artifact, how, restore_id = j.id, backup_id = j.entry.id]() -> Status {
-              LEVEE_ASSIGN_OR_RETURN(*how, sets.fetchForRestore(restore_id, backup_id, artifact));
-              return {};
-            };
-          },
-          [how, artifact](Job& j) -> Status {
-            j.notes.push_back(artifact.file + ": " + *how);
-            return {};
-          }));
+      job->steps.push_back(fetchFromBucketStep(sets, artifact));
     }
   }
   job->steps.push_back(poolStep("check the stored checksums", [artifacts, redis_rdb](Job& j) -> std::function<Status()> {
@@ -445,6 +433,22 @@ void BackupManager::addRestoreSteps(const JobPtr& job) {
       return {};
     };
   }));
+}
+
+BackupManager::Step BackupManager::fetchFromBucketStep(const storage::SetStore& sets, const Artifact& artifact) {
+  auto how = std::make_shared<std::string>();
+  return poolStep(
+      "fetch " + artifact.file + " from s3",
+      [sets, artifact, how](Job& j) -> std::function<Status()> {
+        return [sets, artifact, how, restore_id = j.id, backup_id = j.entry.id]() -> Status {
+          LEVEE_ASSIGN_OR_RETURN(*how, sets.fetchForRestore(restore_id, backup_id, artifact));
+          return {};
+        };
+      },
+      [how, artifact](Job& j) -> Status {
+        j.notes.push_back(artifact.file + ": " + *how);
+        return {};
+      });
 }
 
 void BackupManager::cleanupRestore(const JobPtr& job) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <utility>
 
 #include "companion/backup/tools.h"
 #include "companion/failover/lsn.h"
@@ -133,10 +134,20 @@ WalArchiver::WalArchiver(event::Dispatcher& dispatcher, stats::Store& store, con
       pg_(std::make_shared<backup::PgSession>()),
       backoff_(config_.restart_backoff),
       restarts_(store.counter("levee_wal_archive_restarts_total",
-                              "Times levee restarted pg_receivewal after it exited.")) {}
+                              "Times levee restarted pg_receivewal after it exited.")) {
+  if (config_.s3.enabled) {
+    bucket_ = std::make_shared<WalBucket>(config_.s3);
+    constexpr std::string_view kUploads = "WAL files uploaded to the bucket (complete segments, history files and "
+                                          ".partial snapshots), by result.";
+    uploads_ok_ = &store.counter("levee_wal_archive_uploads_total", kUploads, {{"result", "ok"}});
+    uploads_failed_ = &store.counter("levee_wal_archive_uploads_total", kUploads, {{"result", "failed"}});
+    uploaded_bytes_ = &store.counter("levee_wal_archive_uploaded_bytes_total", "WAL bytes uploaded to the bucket.");
+  }
+}
 
 WalArchiver::~WalArchiver() {
   alive_.reset();
+  waiters_.clear();
   restart_timer_.reset();
   poll_timer_.reset();
   create_slot_.reset();  // kills a running --create-slot
@@ -178,6 +189,10 @@ void WalArchiver::start() {
 void WalArchiver::retire(std::function<void()> stopped) {
   retiring_ = true;
   retired_ = std::move(stopped);
+  for (auto& w : waiters_) {
+    dispatcher_.post([done = std::move(w.done)] { done(makeError("the WAL archive was reconfigured (reload)")); });
+  }
+  waiters_.clear();
   restart_timer_.reset();
   poll_timer_.reset();
   create_slot_.reset();
@@ -358,6 +373,9 @@ void WalArchiver::poll() {
           }
           last_error_ = result->error;
           polled_ok_ = false;
+          if (bucket_) {
+            upload();  // the local archive still goes up while the primary cannot be queried
+          }
           return;
         }
         last_error_.clear();
@@ -373,7 +391,98 @@ void WalArchiver::poll() {
         if (archived_lsn_ != 0 && archived_lsn_ >= primary_lsn_) {
           last_caught_up_ = unixSeconds(time_);
         }
+        if (bucket_) {
+          bucket_rpo_seconds_ = bucket_lsn_ == 0 ? 0 : rpo_.rpoSeconds(now, bucket_lsn_);
+          upload();
+        }
       });
+}
+
+void WalArchiver::upload() {
+  checkWaiters();
+  if (upload_running_ || retiring_) {
+    return;
+  }
+  upload_running_ = true;
+  const double now = nowSeconds();
+  WalBucket::PassInput in;
+  in.dir = config_.dir;
+  in.archived_lsn = archived_lsn_;
+  in.keep_local = config_.s3.keep_local;
+  const auto interval = std::chrono::duration<double>(config_.partial_upload_interval).count();
+  in.snapshot_partial = force_snapshot_ || (interval > 0 && now - last_snapshot_ >= interval);
+  if (in.snapshot_partial) {
+    last_snapshot_ = now;
+    force_snapshot_ = false;
+  }
+  in.prune_before = std::exchange(prune_before_, std::nullopt);
+  auto result = std::make_shared<WalBucket::PassResult>();
+  auto bucket = bucket_;
+  std::weak_ptr<bool> alive = alive_;
+  event::queueWork(
+      dispatcher_, [bucket, in, result] { bucket->pass(in, *result); },
+      [this, alive, result, location = bucket_->location()] {
+        if (alive.expired()) {
+          return;
+        }
+        upload_running_ = false;
+        const WalBucket::PassResult& r = *result;
+        bucket_names_.insert(r.added.begin(), r.added.end());
+        for (const auto& name : r.removed) {
+          bucket_names_.erase(name);
+        }
+        bucket_partial_ = r.partial;
+        upload_pending_ = r.pending;
+        uploads_ok_->inc(r.uploaded);
+        uploads_failed_->inc(r.failed);
+        uploaded_bytes_->inc(r.bytes);
+        if (r.uploaded > (r.snapshot_uploaded ? 1u : 0u)) {  // not for the .partial snapshots alone
+          LEVEE_LOG(Companion, info, "wal archive: {} file(s), {} bytes uploaded to {} ({} removed locally, {} pending)",
+                    r.uploaded, r.bytes, location, r.removed_local, r.pending);
+        }
+        if (!r.removed.empty()) {
+          LEVEE_LOG(Companion, info, "wal archive: WAL retention removed {} segment(s) from {}", r.removed.size(),
+                    location);
+        }
+        if (!r.error.empty() && r.error != upload_error_) {
+          LEVEE_LOG(Companion, err, "wal archive: upload to {} failed (retried every status_interval): {}", location,
+                    r.error);
+        }
+        upload_error_ = r.error;
+        bucket_lsn_ = bucketPosition(bucket_names_, bucket_partial_);
+        bucket_rpo_seconds_ = bucket_lsn_ == 0 ? 0 : rpo_.rpoSeconds(nowSeconds(), bucket_lsn_);
+        checkWaiters();
+      });
+}
+
+void WalArchiver::whenBucketCovers(uint32_t timeline, uint64_t start_lsn, uint64_t end_lsn,
+                                   std::chrono::milliseconds timeout, std::function<void(Status)> done) {
+  if (!bucket_ || retiring_) {
+    dispatcher_.post([done = std::move(done)] { done(makeError("the WAL archive does not upload to a bucket")); });
+    return;
+  }
+  waiters_.push_back({timeline, start_lsn, end_lsn, time_.monotonicTime() + timeout, std::move(done)});
+  checkWaiters();
+}
+
+void WalArchiver::checkWaiters() {
+  const MonotonicTime now = time_.monotonicTime();
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (bucketCovers(bucket_names_, bucket_partial_, it->timeline, it->start_lsn, it->end_lsn)) {
+      dispatcher_.post([done = std::move(it->done)] { done({}); });
+    } else if (now >= it->deadline) {
+      const std::string why = "the bucket " + (bucket_ ? bucket_->location() : std::string()) +
+                              " did not get the WAL " + failover::formatLsn(it->start_lsn) + ".." +
+                              failover::formatLsn(it->end_lsn) + " in time" +
+                              (upload_error_.empty() ? std::string() : " (last upload error: " + upload_error_ + ")");
+      dispatcher_.post([done = std::move(it->done), why] { done(makeError(why)); });
+    } else {
+      force_snapshot_ = true;  // the end is usually in the .partial: upload it now
+      ++it;
+      continue;
+    }
+    it = waiters_.erase(it);
+  }
 }
 
 std::string WalArchiver::statusJson() const {
@@ -398,6 +507,20 @@ std::string WalArchiver::statusJson() const {
   if (!last_error_.empty()) {
     w.key("status_error").value(last_error_);
   }
+  if (bucket_) {
+    w.key("bucket").beginObject();
+    w.key("location").value(bucket_->location());
+    w.key("position_lsn").value(failover::formatLsn(bucket_lsn_));
+    w.key("lag_bytes").value(failover::lsnLag(primary_lsn_, bucket_lsn_));
+    w.key("rpo_seconds").value(bucket_rpo_seconds_);
+    w.key("files").value(static_cast<uint64_t>(bucket_names_.size()));
+    w.key("pending").value(static_cast<uint64_t>(upload_pending_));
+    w.key("partial_lsn").value(bucket_partial_ ? failover::formatLsn(bucket_partial_->lsn) : std::string());
+    if (!upload_error_.empty()) {
+      w.key("upload_error").value(upload_error_);
+    }
+    w.endObject();
+  }
   w.endObject();
   return out;
 }
@@ -417,6 +540,16 @@ void WalArchiver::collect(std::string_view family, std::vector<std::pair<stats::
     out.push_back({{}, last_segment_time_});
   } else if (family == "levee_wal_archive_caught_up_timestamp_seconds") {
     out.push_back({{}, last_caught_up_});
+  } else if (bucket_ && family == "levee_wal_archive_bucket_lag_bytes") {
+    if (polled_ok_ || bucket_lsn_ != 0) {
+      out.push_back({{}, static_cast<double>(failover::lsnLag(primary_lsn_, bucket_lsn_))});
+    }
+  } else if (bucket_ && family == "levee_wal_archive_bucket_rpo_seconds") {
+    if (bucket_lsn_ != 0) {
+      out.push_back({{}, bucket_rpo_seconds_});
+    }
+  } else if (bucket_ && family == "levee_wal_archive_upload_pending") {
+    out.push_back({{}, static_cast<double>(upload_pending_)});
   }
 }
 
@@ -434,6 +567,11 @@ void registerWalMetrics(stats::Store& store, std::function<const WalArchiver*()>
        "Unix time the newest complete WAL segment was written to the archive (0: none yet)."},
       {"levee_wal_archive_caught_up_timestamp_seconds",
        "Unix time of the last status poll that saw the archive caught up with the primary."},
+      {"levee_wal_archive_bucket_lag_bytes",
+       "WAL bytes the primary wrote that the S3 copy of the archive does not hold yet."},
+      {"levee_wal_archive_bucket_rpo_seconds",
+       "RPO of the S3 copy: seconds since the primary was at the bucket's position (0 when caught up)."},
+      {"levee_wal_archive_upload_pending", "Complete WAL segments and history files waiting for their upload."},
   };
   for (const Family& f : kFamilies) {
     store.gaugeCallback(f.name, f.help,

@@ -6,12 +6,18 @@
 //
 // Main loop only. The child runs through uv_spawn (its stderr goes to <dir>/pg_receivewal.log);
 // directory creation, the log tail and the libpq status queries run on the thread pool.
+// With `companion.backup.s3`, every status poll is followed by an upload pass (WalBucket, on the
+// pool): complete segments go to the bucket in order, and a snapshot of the .partial every
+// `partial_upload_interval`; the bucket's position and RPO are measured like the archive's.
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
+#include "companion/wal/wal_bucket.h"
 #include "companion/wal/wal_math.h"
 #include "config/policy.h"
 #include "proxy/common/time_source.h"
@@ -49,6 +55,14 @@ public:
   uint64_t primaryLsn() const { return primary_lsn_; }
   bool up() const;
   std::string statusJson() const;
+  bool usesBucket() const { return bucket_ != nullptr; }
+  // Base backups with s3: `done` runs (on the loop) once the bucket holds every segment of
+  // [start_lsn, end_lsn] on `timeline` (a snapshot of the .partial is uploaded for it at once),
+  // or with an error after `timeout` or when the archiver is retired.
+  void whenBucketCovers(uint32_t timeline, uint64_t start_lsn, uint64_t end_lsn, std::chrono::milliseconds timeout,
+                        std::function<void(Status)> done);
+  // WAL retention in the bucket: the next upload pass removes the segments before `segno`.
+  void pruneBucket(uint64_t segno) { prune_before_ = segno; }
   // For the scrape-time gauges (registerWalMetrics).
   void collect(std::string_view family, std::vector<std::pair<stats::Labels, double>>& out) const;
 
@@ -59,6 +73,8 @@ private:
   void scheduleRestart();
   void reportRetired();
   void poll();
+  void upload();
+  void checkWaiters();
   double nowSeconds() const;
 
   event::Dispatcher& dispatcher_;
@@ -90,6 +106,29 @@ private:
   std::string last_segment_;
   RpoEstimator rpo_;
   stats::Counter& restarts_;
+  // The S3 copy (nullptr without companion.backup.s3).
+  std::shared_ptr<WalBucket> bucket_;  // used by one pool task at a time
+  bool upload_running_{false};
+  std::set<std::string> bucket_names_;  // complete segments and history files in the bucket
+  std::optional<PartialSnapshot> bucket_partial_;
+  uint64_t bucket_lsn_{0};
+  double bucket_rpo_seconds_{0};
+  size_t upload_pending_{0};
+  std::string upload_error_;
+  double last_snapshot_{0};  // nowSeconds() of the last snapshot decision
+  bool force_snapshot_{false};
+  std::optional<uint64_t> prune_before_;
+  struct Waiter {
+    uint32_t timeline;
+    uint64_t start_lsn;
+    uint64_t end_lsn;
+    MonotonicTime deadline;
+    std::function<void(Status)> done;
+  };
+  std::vector<Waiter> waiters_;
+  stats::Counter* uploads_ok_{nullptr};
+  stats::Counter* uploads_failed_{nullptr};
+  stats::Counter* uploaded_bytes_{nullptr};
 };
 
 // Registers the levee_wal_archive_* gauges once per store; `get` returns the running archiver

@@ -1,5 +1,6 @@
 #include "companion/wal/wal_math.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -50,6 +51,75 @@ std::vector<std::string> prunableSegments(const std::vector<std::string>& names,
       out.push_back(name);
     }
   }
+  return out;
+}
+
+bool isHistoryFileName(std::string_view name) {
+  constexpr std::string_view kSuffix = ".history";
+  if (name.size() != 8 + kSuffix.size() || !name.ends_with(kSuffix)) {
+    return false;
+  }
+  return std::ranges::all_of(name.substr(0, 8), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+  });
+}
+
+std::vector<std::string> pendingUploads(const std::vector<std::string>& names, const std::set<std::string>& uploaded,
+                                        uint64_t segment_size) {
+  std::vector<std::string> out;
+  for (const auto& name : names) {
+    auto id = parseSegmentName(name, segment_size);
+    if (((id && !id->partial) || isHistoryFileName(name)) && !uploaded.contains(name)) {
+      out.push_back(name);
+    }
+  }
+  std::ranges::sort(out);  // upper-case hex: name order is (timeline, segment) order
+  return out;
+}
+
+uint64_t bucketPosition(const std::set<std::string>& uploaded, std::optional<PartialSnapshot> partial,
+                        uint64_t segment_size) {
+  uint64_t pos = 0;
+  for (const auto& name : uploaded) {
+    if (auto id = parseSegmentName(name, segment_size); id && !id->partial) {
+      pos = std::max(pos, (id->segno + 1) * segment_size);
+    }
+  }
+  if (partial) {
+    const uint64_t begin = partial->segno * segment_size;
+    pos = std::max(pos, std::clamp(partial->lsn, begin, begin + segment_size));
+  }
+  return pos;
+}
+
+bool bucketCovers(const std::set<std::string>& uploaded, std::optional<PartialSnapshot> partial, uint32_t timeline,
+                  uint64_t start_lsn, uint64_t end_lsn, uint64_t segment_size) {
+  if (end_lsn < start_lsn) {
+    return false;
+  }
+  const uint64_t last = end_lsn / segment_size;
+  for (uint64_t segno = start_lsn / segment_size; segno <= last; ++segno) {
+    if (uploaded.contains(segmentName(timeline, segno * segment_size, segment_size))) {
+      continue;
+    }
+    if (segno == last && partial && partial->segno == segno && partial->lsn >= end_lsn) {
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+std::vector<std::string> restoreFetchList(const std::vector<std::string>& names, uint64_t from_segno,
+                                          uint64_t segment_size) {
+  std::vector<std::string> out;
+  for (const auto& name : names) {
+    auto id = parseSegmentName(name, segment_size);
+    if ((id && id->segno >= from_segno) || isHistoryFileName(name)) {
+      out.push_back(name);
+    }
+  }
+  std::ranges::sort(out);
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,41 @@ std::optional<SegmentId> parseSegmentName(std::string_view name, uint64_t segmen
 // needs, i.e. those before `keep_from_segno` (the start segment of the oldest base backup kept).
 // History files and anything else stay.
 std::vector<std::string> prunableSegments(const std::vector<std::string>& names, uint64_t keep_from_segno,
+                                          uint64_t segment_size = kDefaultSegmentSize);
+
+// === the S3 copy of the archive (companion/wal/README.md "WAL in the S3 store") ===
+
+// "00000002.history": a timeline history file (8 hex digits).
+bool isHistoryFileName(std::string_view name);
+
+// The files of the local archive that still go to the bucket, oldest first: complete segments
+// and history files whose names are not in `uploaded`. (The .partial segment is uploaded as a
+// snapshot on its own schedule.)
+std::vector<std::string> pendingUploads(const std::vector<std::string>& names, const std::set<std::string>& uploaded,
+                                        uint64_t segment_size = kDefaultSegmentSize);
+
+// The uploaded snapshot of a .partial segment: its segment number and the archive position it
+// was known to hold when it was read (the flush position sampled before the read).
+struct PartialSnapshot {
+  uint64_t segno{0};
+  uint64_t lsn{0};
+};
+// The WAL position the bucket holds: the end of its newest complete segment, or the snapshot's
+// position (clamped to its segment) when that is newer. 0 when the bucket holds nothing.
+// Segments are uploaded in order and a failed upload stops the pass, so what is below the
+// newest complete segment is there too.
+uint64_t bucketPosition(const std::set<std::string>& uploaded, std::optional<PartialSnapshot> partial,
+                        uint64_t segment_size = kDefaultSegmentSize);
+
+// True when every segment of [start_lsn, end_lsn] on `timeline` is in the bucket: complete in
+// `uploaded`, or the last one as the snapshot when it reaches end_lsn.
+bool bucketCovers(const std::set<std::string>& uploaded, std::optional<PartialSnapshot> partial, uint32_t timeline,
+                  uint64_t start_lsn, uint64_t end_lsn, uint64_t segment_size = kDefaultSegmentSize);
+
+// The bucket's files a point-in-time restore from a base backup starting in segment
+// `from_segno` needs: every segment (complete or .partial, any timeline) from there on and every
+// history file, in name order.
+std::vector<std::string> restoreFetchList(const std::vector<std::string>& names, uint64_t from_segno,
                                           uint64_t segment_size = kDefaultSegmentSize);
 
 // The achieved recovery point objective, from periodic samples of the primary's WAL position

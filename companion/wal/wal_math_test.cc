@@ -92,5 +92,59 @@ TEST(RpoEstimatorTest, DropsOldSamplesAndRestartsOnLowerPosition) {
   EXPECT_DOUBLE_EQ(r.rpoSeconds(103, 10), 2.0);
 }
 
+TEST(WalBucketTest, PendingUploadsAreCompleteSegmentsAndHistoryInOrder) {
+  const std::vector<std::string> names{"000000010000000000000005", "pg_receivewal.log", "00000002.history",
+                                       "000000010000000000000003", "000000020000000000000006.partial",
+                                       "000000010000000000000004", "0000000A.history.tmp", ".snapshot"};
+  EXPECT_EQ(pendingUploads(names, {}),
+            (std::vector<std::string>{"000000010000000000000003", "000000010000000000000004",
+                                      "000000010000000000000005", "00000002.history"}));
+  EXPECT_EQ(pendingUploads(names, {"000000010000000000000003", "00000002.history"}),
+            (std::vector<std::string>{"000000010000000000000004", "000000010000000000000005"}));
+  EXPECT_TRUE(isHistoryFileName("0000000A.history"));
+  EXPECT_FALSE(isHistoryFileName("0000000a.history"));
+  EXPECT_FALSE(isHistoryFileName("000000A.history"));
+}
+
+TEST(WalBucketTest, PositionIsTheNewestCompleteSegmentOrTheSnapshot) {
+  constexpr uint64_t kSeg = kDefaultSegmentSize;
+  EXPECT_EQ(bucketPosition({}, std::nullopt), 0u);
+  const std::set<std::string> up{"000000010000000000000003", "000000010000000000000004", "00000002.history"};
+  EXPECT_EQ(bucketPosition(up, std::nullopt), 5 * kSeg);
+  // The snapshot of segment 5, read when the archive held 5 * kSeg + 100.
+  EXPECT_EQ(bucketPosition(up, PartialSnapshot{5, 5 * kSeg + 100}), 5 * kSeg + 100);
+  // An older snapshot does not move the position back.
+  EXPECT_EQ(bucketPosition(up, PartialSnapshot{4, 4 * kSeg + 100}), 5 * kSeg);
+  // The flush position sampled before the read lagged behind the snapshot's segment: the
+  // segment's start at least (the earlier segments are complete); never past its end.
+  EXPECT_EQ(bucketPosition({}, PartialSnapshot{7, 6 * kSeg}), 7 * kSeg);
+  EXPECT_EQ(bucketPosition({}, PartialSnapshot{7, 9 * kSeg}), 8 * kSeg);
+}
+
+TEST(WalBucketTest, CoversABackupsRange) {
+  constexpr uint64_t kSeg = kDefaultSegmentSize;
+  const std::set<std::string> up{"000000010000000000000003", "000000010000000000000004"};
+  EXPECT_TRUE(bucketCovers(up, std::nullopt, 1, 3 * kSeg + 40, 4 * kSeg + 900));
+  EXPECT_FALSE(bucketCovers(up, std::nullopt, 2, 3 * kSeg + 40, 4 * kSeg + 900));  // another timeline
+  EXPECT_FALSE(bucketCovers(up, std::nullopt, 1, 2 * kSeg, 4 * kSeg));             // 2 is missing
+  // The end is in segment 5, the one pg_receivewal still writes: its snapshot must reach the end.
+  EXPECT_FALSE(bucketCovers(up, std::nullopt, 1, 3 * kSeg, 5 * kSeg + 10));
+  EXPECT_FALSE(bucketCovers(up, PartialSnapshot{5, 5 * kSeg + 9}, 1, 3 * kSeg, 5 * kSeg + 10));
+  EXPECT_TRUE(bucketCovers(up, PartialSnapshot{5, 5 * kSeg + 10}, 1, 3 * kSeg, 5 * kSeg + 10));
+  // A snapshot only stands for the last segment.
+  EXPECT_FALSE(bucketCovers({"000000010000000000000004"}, PartialSnapshot{3, 4 * kSeg}, 1, 3 * kSeg, 4 * kSeg));
+  EXPECT_FALSE(bucketCovers(up, std::nullopt, 1, 4 * kSeg, 3 * kSeg));
+}
+
+TEST(WalBucketTest, RestoreFetchesFromTheBaseBackupsSegmentOn) {
+  const std::vector<std::string> names{"000000010000000000000005", "000000010000000000000002", "00000002.history",
+                                       "000000020000000000000006.partial", "000000010000000000000004",
+                                       "catalog.json"};
+  EXPECT_EQ(restoreFetchList(names, 4),
+            (std::vector<std::string>{"000000010000000000000004", "000000010000000000000005",
+                                      "00000002.history",  // before the segments of its timeline
+                                      "000000020000000000000006.partial"}));
+}
+
 }  // namespace
 }  // namespace levee::companion::wal

@@ -25,6 +25,74 @@ def pid_alive(pid):
         return False
 
 
+def sample_under_load(pg, db, rows, started, seconds, lv, metrics):
+    """Inserts `rows` rows into `db`.w (id serial, payload text) from one psql session, about 100
+    single-row transactions a second; once `started` rows are in, samples `metrics` (sums) every
+    0.1 s for `seconds`; returns {metric: [samples]} after the load finished."""
+    script = "".join("INSERT INTO w (payload) VALUES (repeat('x', 200)); SELECT pg_sleep(0.01);\n"
+                     for _ in range(rows))
+    load = subprocess.Popen(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                             "postgres", "-d", db, "-o", "/dev/null"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    feeder = threading.Thread(target=lambda: (load.stdin.write(script.encode()), load.stdin.close()))
+    feeder.start()
+    out = {name: [] for name in metrics}
+    try:
+        h.poll(lambda: int(pg.sql("SELECT count(*) FROM w", db=db)) > started, 30, what="load running")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:  # sampling the metrics, not synchronising
+            m = lv.metrics_parsed()
+            for name in metrics:
+                out[name].append(h.metric_sum(m, name))
+            time.sleep(0.1)
+    finally:
+        feeder.join(timeout=h.deadline(60))
+        load.wait(timeout=h.deadline(120))
+    return out
+
+
+def create_events_db(pg, seeds):
+    """Database app with table events (id, phase, at) holding `seeds` rows of phase 'seed'."""
+    pg.sql("DROP DATABASE IF EXISTS app")
+    pg.sql("CREATE DATABASE app")
+    pg.sql("CREATE TABLE events (id serial PRIMARY KEY, phase text NOT NULL, "
+           "at timestamptz NOT NULL DEFAULT clock_timestamp())", db="app")
+    pg.sql("INSERT INTO events (phase) SELECT 'seed' FROM generate_series(1, %d)" % seeds, db="app")
+
+
+def rows_around_target(pg, before=20, after=15):
+    """Inserts `before` rows of phase 'before', takes T from the server's clock, waits until the
+    clock is past T, inserts `after` rows of phase 'after'. Returns (T as RFC 3339 UTC, the WAL
+    segment the first 'before' row went to)."""
+    for i in range(before):
+        pg.sql("INSERT INTO events (phase) VALUES ('before')", db="app")
+        if i == 0:  # (pg_walfile_name of a position on a segment boundary names the previous one)
+            segment = pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+    target = pg.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    h.poll(lambda: pg.sql("SELECT clock_timestamp() > '%s'::timestamptz" % target) == "t", 10,
+           what="the server clock past T")
+    for _ in range(after):
+        pg.sql("INSERT INTO events (phase) VALUES ('after')", db="app")
+    return target, segment
+
+
+def check_restored(test, restored, target, counts, also=None):
+    """Starts `restored` (a RestoredPostgres), waits until it promoted, checks app.events holds
+    exactly `counts` (["before=20", "seed=100"]) and nothing after `target`, runs `also()`;
+    stops it."""
+    try:
+        restored.start()
+        h.poll(lambda: restored.sql("SELECT pg_is_in_recovery()") == "f", 60, what="promoted")
+        got = restored.sql("SELECT phase || '=' || count(*) FROM events GROUP BY phase ORDER BY phase",
+                           db="app").split("\n")
+        test.assertEqual(got, counts, h.tail(restored.log))
+        test.assertEqual(restored.sql("SELECT max(at) <= '%s'::timestamptz FROM events" % target, db="app"), "t")
+        if also:
+            also()
+    finally:
+        restored.stop()
+
+
 class RestoredPostgres(tb.Postgres):
     """A PostgreSQL started on a data directory levee prepared (no initdb)."""
 
@@ -76,11 +144,7 @@ class WalArchiveTest(tb.BackupTestBase):
                interval=0.1, what="WAL archive lag 0")
 
     def test_base_backup_and_point_in_time_restore(self):
-        self.pg.sql("DROP DATABASE IF EXISTS app")
-        self.pg.sql("CREATE DATABASE app")
-        self.pg.sql("CREATE TABLE events (id serial PRIMARY KEY, phase text NOT NULL, "
-                    "at timestamptz NOT NULL DEFAULT clock_timestamp())", db="app")
-        self.pg.sql("INSERT INTO events (phase) SELECT 'seed' FROM generate_series(1, 99)", db="app")
+        create_events_db(self.pg, 99)
         wal_dir = self.start_wal_levee()
         # The slot exists and is streamed from; segments land in the store.
         self.assertEqual(self.pg.sql("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'" % SLOT), "t")
@@ -121,16 +185,7 @@ class WalArchiveTest(tb.BackupTestBase):
                                         type="base"), 0)
 
         # Rows before T, T (the server's clock), rows after T.
-        for i in range(20):
-            self.pg.sql("INSERT INTO events (phase) VALUES ('before')", db="app")
-            if i == 0:  # (pg_walfile_name of a position on a segment boundary names the previous one)
-                segment = self.pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")
-        target = self.pg.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
-                             "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        h.poll(lambda: self.pg.sql("SELECT clock_timestamp() > '%s'::timestamptz" % target) == "t", 10,
-               what="the server clock past T")
-        for i in range(15):
-            self.pg.sql("INSERT INTO events (phase) VALUES ('after')", db="app")
+        target, segment = rows_around_target(self.pg)
         self.wait_caught_up()
         # All of it is in the segment pg_receivewal still writes: the restore must read the .partial.
         self.assertEqual(self.pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn())"), segment)
@@ -170,17 +225,7 @@ class WalArchiveTest(tb.BackupTestBase):
         for name in os.listdir(wal_dir):
             os.chmod(os.path.join(wal_dir, name), 0o644)
 
-        restored = RestoredPostgres(self.tmp, new_dir)
-        try:
-            restored.start()
-            h.poll(lambda: restored.sql("SELECT pg_is_in_recovery()") == "f", 60, what="promoted")
-            counts = restored.sql("SELECT phase || '=' || count(*) FROM events GROUP BY phase ORDER BY phase",
-                                  db="app").split("\n")
-            self.assertEqual(counts, ["before=20", "seed=100"], h.tail(restored.log))
-            latest = restored.sql("SELECT max(at) <= '%s'::timestamptz FROM events" % target, db="app")
-            self.assertEqual(latest, "t")
-        finally:
-            restored.stop()
+        check_restored(self, RestoredPostgres(self.tmp, new_dir), target, ["before=20", "seed=100"])
         self.assertEqual(self.pg.sql("SELECT count(*) FROM events WHERE phase = 'after'", db="app"), "15")
 
     def test_rpo_under_load_and_restart(self):
@@ -190,26 +235,9 @@ class WalArchiveTest(tb.BackupTestBase):
         self.start_wal_levee()
         self.wait_caught_up()
 
-        # A steady write load: one psql session, about 100 single-row transactions a second.
-        script = "".join("INSERT INTO w (payload) VALUES (repeat('x', 200)); SELECT pg_sleep(0.01);\n"
-                         for _ in range(700))
-        load = subprocess.Popen(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.pg.port), "-U",
-                                 "postgres", "-d", "load", "-o", "/dev/null"],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        feeder = threading.Thread(target=lambda: (load.stdin.write(script.encode()), load.stdin.close()))
-        feeder.start()
-        rpo, lag = [], []
-        try:
-            h.poll(lambda: int(self.pg.sql("SELECT count(*) FROM w", db="load")) > 50, 30, what="load running")
-            end = time.monotonic() + 5
-            while time.monotonic() < end:  # sampling the metric, not synchronising
-                m = self.lv.metrics_parsed()
-                rpo.append(h.metric_sum(m, "levee_wal_archive_rpo_seconds"))
-                lag.append(h.metric_sum(m, "levee_wal_archive_lag_bytes"))
-                time.sleep(0.1)
-        finally:
-            feeder.join(timeout=h.deadline(60))
-            load.wait(timeout=h.deadline(120))
+        samples = sample_under_load(self.pg, "load", 700, 50, 5, self.lv,
+                                    ["levee_wal_archive_rpo_seconds", "levee_wal_archive_lag_bytes"])
+        rpo, lag = samples["levee_wal_archive_rpo_seconds"], samples["levee_wal_archive_lag_bytes"]
         rows = int(self.pg.sql("SELECT count(*) FROM w", db="load"))
         print("\nMEASURED wal archive under load: %d rows in the run, %d samples, rpo_seconds max %.3f mean %.3f, "
               "lag_bytes max %d mean %d" % (rows, len(rpo), max(rpo), sum(rpo) / len(rpo), max(lag),
