@@ -42,6 +42,7 @@ DESIGN_METRICS = {
     "levee_config_reloads_total", "levee_config_hash", "levee_build_info",
     "levee_sla_availability_ratio", "levee_backup_last_success_timestamp_seconds",
     "levee_failover_total", "levee_db_replication_lag_seconds",
+    "levee_wal_archive_up", "levee_wal_archive_rpo_seconds", "levee_wal_archive_bucket_rpo_seconds",
 }
 
 METRIC_RE = re.compile(r"\b(levee_[a-zA-Z0-9_]+)")
