@@ -76,7 +76,36 @@ std::vector<std::string> ClusterState::observe(size_t index, const Observation& 
   }
   auto more = reconcile();
   log.insert(log.end(), more.begin(), more.end());
+  notePrimaryPosition(now_ms);
   return log;
+}
+
+void ClusterState::notePrimaryPosition(uint64_t now_ms) {
+  if (!primary_ || primary_lsn_ == 0) {
+    return;
+  }
+  if (!primary_history_.empty() && primary_lsn_ < primary_history_.back().lsn) {
+    primary_history_.clear();  // a new timeline (promoted member): the old positions do not apply
+  }
+  if (primary_history_.empty() || primary_lsn_ > primary_history_.back().lsn) {
+    primary_history_.push_back({primary_lsn_, now_ms});
+    if (primary_history_.size() > kHistory) {
+      primary_history_.pop_front();
+    }
+  }
+}
+
+std::optional<uint64_t> ClusterState::replayLagMs(size_t index, uint64_t now_ms) const {
+  const MemberState& m = members_.at(index);
+  if (m.role != Role::Replica || !m.checked || primary_history_.empty()) {
+    return std::nullopt;
+  }
+  // The first position the primary was seen at beyond what the replica has replayed.
+  auto it = std::ranges::upper_bound(primary_history_, m.replay_lsn, {}, &Position::lsn);
+  if (it == primary_history_.end()) {
+    return 0;
+  }
+  return now_ms > it->first_seen_ms ? now_ms - it->first_seen_ms : 0;
 }
 
 std::vector<std::string> ClusterState::reconcile() {

@@ -13,6 +13,7 @@
 //    member was promoted meanwhile, once it answers as primary again.
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -85,6 +86,13 @@ public:
   std::optional<uint64_t> receiveLagBytes(size_t index) const {
     return lagBytes(index, &MemberState::receive_lsn);
   }
+  // How long ago, at `now_ms`, the routed primary first stood beyond the position member `index`
+  // has replayed: 0 when the replica has replayed everything the primary was seen to write (an
+  // idle primary shows no lag, unlike a clock-based lag). Derived from the primary's positions
+  // as levee checked them, so it reads up to one check_interval short; a lag older than the
+  // history (kHistory positions) reads as the age of the oldest one. nullopt: not a replica, or
+  // no routed primary's position known.
+  std::optional<uint64_t> replayLagMs(size_t index, uint64_t now_ms) const;
   // The best promotion candidate: a reachable replica with the highest received LSN whose
   // receive lag is within max_lag.
   std::optional<size_t> bestCandidate() const;
@@ -102,6 +110,13 @@ private:
   std::vector<std::string> reconcile();
   std::optional<uint64_t> referenceLsn() const;
   std::optional<uint64_t> lagBytes(size_t index, uint64_t MemberState::*lsn) const;
+  void notePrimaryPosition(uint64_t now_ms);
+
+  struct Position {
+    uint64_t lsn;
+    uint64_t first_seen_ms;
+  };
+  static constexpr size_t kHistory = 4096;  // about an hour at the default 1 s check_interval
 
   config::PostgresFailoverConfig config_;
   std::vector<MemberState> members_;
@@ -109,6 +124,7 @@ private:
   std::optional<size_t> promoting_;   // promotion in flight
   std::optional<size_t> failed_primary_;  // fenced after failing: a failure episode is open
   uint64_t primary_lsn_{0};           // last pg_current_wal_lsn() seen from a primary
+  std::deque<Position> primary_history_;  // increasing LSNs of the routed primary, when first seen
   bool failure_reported_{false};      // Refuse already returned for this failure episode
   bool split_brain_{false};
 };

@@ -68,6 +68,36 @@ TEST_F(ClusterStateTest, AdoptsTheOnlyPrimaryAndRoutesReplicasWithinMaxLag) {
   EXPECT_EQ(s_.evaluate(true).kind, Decision::Kind::None);
 }
 
+TEST_F(ClusterStateTest, LagInSecondsIsTheAgeOfTheFirstUnreplayedPrimaryPosition) {
+  round(primary(5000), replica(5000, 5000), replica(5000, 5000));  // at 1000
+  EXPECT_EQ(s_.replayLagMs(1, now_), 0u);
+  EXPECT_EQ(s_.replayLagMs(0, now_), std::nullopt);  // the primary itself
+  round(primary(6000), replica(6000, 5000), replica(6000, 6000));  // 6000 first seen at 2000
+  round(primary(7000), replica(7000, 5500), replica(7000, 7000));  // 7000 first seen at 3000
+  // pg-1 replayed 5500: the primary was first seen beyond it (at 6000) at 2000.
+  EXPECT_EQ(s_.replayLagMs(1, 4000), 2000u);
+  EXPECT_EQ(s_.replayLagMs(2, 4000), 0u);
+  // An idle primary: the replica catches up and the lag is 0 however long nothing is written.
+  round(primary(7000), replica(7000, 7000), replica(7000, 7000));
+  now_ += 600'000;
+  EXPECT_EQ(s_.replayLagMs(1, now_), 0u);
+  EXPECT_EQ(s_.replayLagBytes(1), 0u);
+}
+
+TEST_F(ClusterStateTest, LagInSecondsRestartsOnANewPrimary) {
+  round(primary(9000), replica(8000, 8000), replica(7000, 7000));
+  for (int i = 0; i < 3; ++i) {
+    round(down(), replica(8000, 8000), replica(7000, 7000));
+  }
+  Decision d = s_.evaluate(true);
+  ASSERT_EQ(d.kind, Decision::Kind::Promote);
+  ASSERT_EQ(d.target, 1u);
+  s_.onPromoteDone(1, true, now_);
+  const uint64_t promoted_seen = now_;
+  round(down(), primary(8100), replica(8100, 7500));  // below the old primary's 9000
+  EXPECT_EQ(s_.replayLagMs(2, promoted_seen + 5000), 5000u);  // the old timeline's 9000 is gone
+}
+
 TEST_F(ClusterStateTest, PromotesTheReplicaWithTheHighestReceivedLsnAfterThreshold) {
   round(primary(5000), replica(4900, 4900), replica(4950, 4000));
   for (int i = 0; i < 2; ++i) {

@@ -582,6 +582,10 @@ void FailoverManager::collect(std::string_view family,
       if (auto lag = state_.replayLagBytes(i)) {
         out.push_back({{{"member", m.name}}, static_cast<double>(*lag)});
       }
+    } else if (family == "levee_db_replication_lag_seconds") {
+      if (auto lag = state_.replayLagMs(i, main_.nowMs())) {
+        out.push_back({{{"member", m.name}}, static_cast<double>(*lag) / 1000.0});
+      }
     } else if (family == "levee_db_member_up") {
       out.push_back({{{"member", m.name}}, m.reachable ? 1.0 : 0.0});
     } else if (family == "levee_db_member_role") {
@@ -609,6 +613,8 @@ void registerFailoverMetrics(stats::Store& store, std::function<const FailoverMa
   static constexpr Family kFamilies[] = {
       {"levee_db_replication_lag_bytes",
        "WAL bytes a replica has not replayed, against the last known primary position."},
+      {"levee_db_replication_lag_seconds",
+       "Seconds since the primary was first seen beyond the position a replica has replayed (0: caught up)."},
       {"levee_db_member_up", "1 when the last check of the PostgreSQL member succeeded."},
       {"levee_db_member_role", "Role the member last reported (1 for its role)."},
       {"levee_db_member_fenced", "1 while levee routes nothing to the member (failed primary)."},

@@ -309,8 +309,9 @@ class BackupRestoreTest(BackupTestBase):
         self.assertIn("pg_dump: exit code 1", job["error"])
         self.assertIn("simulated failure", job["error"])
         self.assertEqual(self.listed_ids(), [])
-        self.assertFalse(os.path.exists(os.path.join(self.store, "sets", job["id"])) and
-                         os.listdir(os.path.join(self.store, "sets", job["id"])))
+        # The partial set is removed on the thread pool once the job has failed.
+        set_dir = os.path.join(self.store, "sets", job["id"])
+        h.poll(lambda: not os.path.exists(set_dir) or not os.listdir(set_dir), 10, what="partial set removed")
         self.assertEqual(h.metric_sum(self.lv.metrics_parsed(), "levee_backup_failures_total", type="database"), 1)
         self.assertIn("FAILED", self.lv.stderr_text())
         self.assertEqual(h.metric_sum(self.lv.metrics_parsed(), "levee_backup_last_success_timestamp_seconds",

@@ -349,6 +349,12 @@ class FailoverTest(h.LeveeTestCase):
         self.assertIsNone(s["last_failover"])
         m = lv.metrics_parsed()
         self.assertIn(("levee_db_replication_lag_bytes", frozenset({("member", "pg-1")})), m)
+        # The seconds lag of a replica that has replayed everything is 0 (no clock lag on an
+        # idle primary), and the primary has none.
+        def lag_seconds():
+            return h.metric_series(lv.metrics_parsed(), "levee_db_replication_lag_seconds")
+        h.poll(lambda: lag_seconds().get(frozenset({("member", "pg-1")})) == 0, 20, what="pg-1 lag 0 s")
+        self.assertEqual(list(lag_seconds()), [frozenset({("member", "pg-1")})])
         if os.access(h.PROMTOOL_BIN, os.X_OK):
             p = subprocess.run([h.PROMTOOL_BIN, "check", "metrics"],
                                input=lv.metrics_text().encode(), capture_output=True,
