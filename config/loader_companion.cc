@@ -153,23 +153,21 @@ void parseMembers(LoadContext& ctx, const Node& node, const std::string& path,
   }
 }
 
-// "http://host:port" (a trailing "/" is dropped). Returns an error message, or empty.
+// "http://host:port" or "https://host:port" (a trailing "/" is dropped). Returns an error
+// message, or empty.
 std::string checkEtcdEndpoint(std::string& url) {
-  if (url.starts_with("https://")) {
-    return "TLS to etcd is not supported yet by this build (use http://, e.g. through a local "
-           "TLS-terminating proxy or on a private network)";
-  }
-  if (!url.starts_with("http://")) {
-    return "expected http://host:port, got " + quoteText(url);
+  const size_t scheme = url.starts_with("http://") ? 7 : url.starts_with("https://") ? 8 : 0;
+  if (scheme == 0) {
+    return "expected http://host:port or https://host:port, got " + quoteText(url);
   }
   if (url.ends_with("/")) {
     url.pop_back();
   }
-  const std::string_view authority = std::string_view(url).substr(7);
+  const std::string_view authority = std::string_view(url).substr(scheme);
   const size_t colon = authority.rfind(':');
   if (authority.empty() || authority.find_first_of("/?#@ ") != std::string_view::npos ||
       colon == std::string_view::npos || colon == 0) {
-    return "expected http://host:port (no path, no credentials), got " + quoteText(url);
+    return "expected " + url.substr(0, scheme) + "host:port (no path, no credentials), got " + quoteText(url);
   }
   const std::string_view port = authority.substr(colon + 1);
   uint32_t n = 0;
@@ -180,18 +178,47 @@ std::string checkEtcdEndpoint(std::string& url) {
   return "";
 }
 
+// `lease.tls: { ca_file, cert_file, key_file, verify }`, for https:// endpoints.
+// `https_listed`: an endpoint (valid or not) starts with https://.
+void parseEtcdTls(LoadContext& ctx, const Node& node, const std::string& path, bool https_listed,
+                  PostgresFailoverConfig& out) {
+  MapReader t(ctx, node, path, "lease_tls", {"ca_file", "cert_file", "key_file", "verify"});
+  if (!t.ok()) {
+    return;
+  }
+  if (!https_listed) {
+    ctx.error(node, path, "tls applies to https:// endpoints and none is listed");
+  }
+  for (auto [key, field] : {std::pair{"ca_file", &out.lease_tls_ca_file}, std::pair{"cert_file", &out.lease_tls_cert_file},
+                            std::pair{"key_file", &out.lease_tls_key_file}}) {
+    if (const Node* f = t.find(key); f != nullptr && t.string(key, *field) &&
+                                     (field->size() < 2 || field->front() != '/')) {
+      ctx.error(*f, t.path(key), "expected an absolute file path, got " + quoteText(*field));
+    }
+  }
+  if (out.lease_tls_cert_file.empty() != out.lease_tls_key_file.empty()) {
+    const char* given = out.lease_tls_cert_file.empty() ? "key_file" : "cert_file";
+    ctx.error(*t.find(given), t.path(given), "cert_file and key_file go together (the client certificate and its key)");
+  }
+  if (t.find("verify") != nullptr) {
+    t.boolean("verify", out.lease_tls_verify);
+  }
+}
+
 void parseEtcdLease(LoadContext& ctx, const MapReader& m, PostgresFailoverConfig& out) {
+  bool https_listed = false;
   if (const Node* eps = m.require("endpoints"); eps != nullptr && expectSequence(ctx, *eps, m.path("endpoints"))) {
     if (eps->items.empty()) {
-      ctx.error(*eps, m.path("endpoints"), "needs at least one etcd endpoint (http://host:port)");
+      ctx.error(*eps, m.path("endpoints"), "needs at least one etcd endpoint (http(s)://host:port)");
     }
     for (size_t i = 0; i < eps->items.size(); ++i) {
       const Node& item = eps->items[i];
       if (!item.isScalar()) {
-        ctx.error(item, indexPath(m.path("endpoints"), i), "expected http://host:port, got " + describeNode(item));
+        ctx.error(item, indexPath(m.path("endpoints"), i), "expected http(s)://host:port, got " + describeNode(item));
         continue;
       }
       std::string url = item.scalar;
+      https_listed = https_listed || url.starts_with("https://");
       if (std::string err = checkEtcdEndpoint(url); !err.empty()) {
         ctx.error(item, indexPath(m.path("endpoints"), i), err);
         continue;
@@ -211,11 +238,14 @@ void parseEtcdLease(LoadContext& ctx, const MapReader& m, PostgresFailoverConfig
       ctx.error(*ttl, m.path("ttl"), "etcd lease TTLs are whole seconds, got " + durationText(out.lease_ttl));
     }
   }
+  if (const Node* tls = m.find("tls")) {
+    parseEtcdTls(ctx, *tls, m.path("tls"), https_listed, out);
+  }
 }
 
 void parseLease(LoadContext& ctx, const Node& node, const std::string& path,
                 PostgresFailoverConfig& out) {
-  MapReader m(ctx, node, path, "lease", {"backend", "endpoints", "key", "ttl"});
+  MapReader m(ctx, node, path, "lease", {"backend", "endpoints", "key", "ttl", "tls"});
   if (!m.ok() || m.require("backend") == nullptr ||
       !m.choice("backend",
                 {{"none", PostgresFailoverConfig::LeaseBackend::None},
@@ -227,7 +257,7 @@ void parseLease(LoadContext& ctx, const Node& node, const std::string& path,
     parseEtcdLease(ctx, m, out);
     return;
   }
-  for (std::string_view key : {"endpoints", "key", "ttl"}) {
+  for (std::string_view key : {"endpoints", "key", "ttl", "tls"}) {
     if (const Node* n = m.find(key)) {
       ctx.error(*n, m.path(key), "only for backend: etcd (backend none needs no settings)");
     }

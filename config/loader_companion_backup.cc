@@ -49,6 +49,35 @@ bool isAbsolutePath(std::string_view s) {
   return s.size() > 1 && s.front() == '/' && s.find('\0') == std::string_view::npos;
 }
 
+bool isEnvName(std::string_view s) {
+  return !s.empty() && s.size() <= 128 && std::isdigit(static_cast<unsigned char>(s.front())) == 0 &&
+         std::ranges::all_of(s, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; });
+}
+
+// One credential: exactly one of `<name>_file` (absolute path) and `<name>_env` (a variable name).
+void parseCredential(LoadContext& ctx, const MapReader& m, const std::string& name, std::string& file,
+                     std::string& env) {
+  const std::string file_key = name + "_file";
+  const std::string env_key = name + "_env";
+  const Node* f = m.find(file_key);
+  const Node* e = m.find(env_key);
+  if (f == nullptr && e == nullptr) {
+    ctx.error(m.node(), m.path(), "missing " + file_key + " or " + env_key +
+                                      " (secrets are read from a file or an environment variable, never the YAML)");
+    return;
+  }
+  if (f != nullptr && e != nullptr) {
+    ctx.error(*e, m.path(env_key), "give only one of " + file_key + " and " + env_key);
+    return;
+  }
+  if (f != nullptr && m.string(file_key, file) && !isAbsolutePath(file)) {
+    ctx.error(*f, m.path(file_key), "expected an absolute file path, got " + quoteText(file));
+  }
+  if (e != nullptr && m.string(env_key, env) && !isEnvName(env)) {
+    ctx.error(*e, m.path(env_key), "expected an environment variable name [A-Za-z_][A-Za-z0-9_]*, got " + quoteText(env));
+  }
+}
+
 void parseTargets(LoadContext& ctx, const Node& node, const std::string& path, BackupConfig& out) {
   MapReader m(ctx, node, path, "backup_targets", {"postgres", "redis", "files"});
   if (!m.ok()) {
@@ -68,7 +97,8 @@ void parseTargets(LoadContext& ctx, const Node& node, const std::string& path, B
     }
   }
   if (const Node* redis = m.find("redis")) {
-    MapReader r(ctx, *redis, m.path("redis"), "backup_redis", {"address", "restore_bind"});
+    MapReader r(ctx, *redis, m.path("redis"), "backup_redis",
+                {"address", "restore_bind", "username", "password_file", "password_env"});
     if (r.require("address") != nullptr &&
         r.address("address", /*allow_dns_name=*/true, out.redis_address)) {
       out.redis_enabled = true;
@@ -82,6 +112,18 @@ void parseTargets(LoadContext& ctx, const Node& node, const std::string& path, B
         ctx.error(*bind, r.path("restore_bind"),
                   "expected an IP address of this host, got " + quoteText(out.redis_restore_bind));
         out.redis_restore_bind.clear();
+      }
+    }
+    if (r.find("password_file") != nullptr || r.find("password_env") != nullptr) {
+      parseCredential(ctx, r, "password", out.redis_password_file, out.redis_password_env);
+    }
+    if (const Node* user = r.find("username")) {
+      if (r.string("username", out.redis_username) &&
+          (out.redis_username.empty() ||
+           std::ranges::any_of(out.redis_username, [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }))) {
+        ctx.error(*user, r.path("username"), "expected a Redis user name without spaces, got " + quoteText(out.redis_username));
+      } else if (out.redis_password_file.empty() && out.redis_password_env.empty()) {
+        ctx.error(*user, r.path("username"), "username needs password_file or password_env");
       }
     }
   }
@@ -215,35 +257,6 @@ bool isValidPrefix(std::string_view p) {
     start = end + 1;
   }
   return std::ranges::all_of(p, [](char c) { return c > 0x20 && c < 0x7f && c != '\\'; });
-}
-
-bool isEnvName(std::string_view s) {
-  return !s.empty() && s.size() <= 128 && std::isdigit(static_cast<unsigned char>(s.front())) == 0 &&
-         std::ranges::all_of(s, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; });
-}
-
-// One credential: exactly one of `<name>_file` (absolute path) and `<name>_env` (a variable name).
-void parseCredential(LoadContext& ctx, const MapReader& m, const std::string& name, std::string& file,
-                     std::string& env) {
-  const std::string file_key = name + "_file";
-  const std::string env_key = name + "_env";
-  const Node* f = m.find(file_key);
-  const Node* e = m.find(env_key);
-  if (f == nullptr && e == nullptr) {
-    ctx.error(m.node(), m.path(), "missing " + file_key + " or " + env_key +
-                                      " (secrets are read from a file or an environment variable, never the YAML)");
-    return;
-  }
-  if (f != nullptr && e != nullptr) {
-    ctx.error(*e, m.path(env_key), "give only one of " + file_key + " and " + env_key);
-    return;
-  }
-  if (f != nullptr && m.string(file_key, file) && !isAbsolutePath(file)) {
-    ctx.error(*f, m.path(file_key), "expected an absolute file path, got " + quoteText(file));
-  }
-  if (e != nullptr && m.string(env_key, env) && !isEnvName(env)) {
-    ctx.error(*e, m.path(env_key), "expected an environment variable name [A-Za-z_][A-Za-z0-9_]*, got " + quoteText(env));
-  }
 }
 
 void parseS3(LoadContext& ctx, const Node& node, const std::string& path, BackupS3Config& out) {

@@ -77,6 +77,28 @@ TEST(LoaderCompanionTest, RedisRestoreBind) {
                                     "host, got \"somehost\"")));
 }
 
+TEST(LoaderCompanionTest, RedisAuth) {
+  const std::string head = std::string(kBase) + "companion:\n  backup:\n    dir: /b\n    targets: { redis: { address: 10.0.0.7:6379";
+  const Policy p = load(head + ", username: backup, password_file: /run/secrets/redis } }\n");
+  EXPECT_EQ("backup", p.companion.backup.redis_username);
+  EXPECT_EQ("/run/secrets/redis", p.companion.backup.redis_password_file);
+  EXPECT_TRUE(p.companion.backup.redis_password_env.empty());
+  const Policy e = load(head + ", password_env: REDIS_PASSWORD } }\n");
+  EXPECT_EQ("REDIS_PASSWORD", e.companion.backup.redis_password_env);
+  EXPECT_TRUE(e.companion.backup.redis_username.empty());
+  const Policy none = load(head + " } }\n");
+  EXPECT_TRUE(none.companion.backup.redis_password_file.empty());
+  EXPECT_TRUE(none.companion.backup.redis_password_env.empty());
+  EXPECT_THAT(errorsOf(head + ", username: backup } }\n"),
+              ElementsAre(HasSubstr("companion.backup.targets.redis.username: username needs password_file or "
+                                    "password_env")));
+  EXPECT_THAT(errorsOf(head + ", password_file: relative } }\n"),
+              ElementsAre(HasSubstr("companion.backup.targets.redis.password_file: expected an absolute file path")));
+  EXPECT_THAT(errorsOf(head + ", password_file: /a, password_env: B } }\n"),
+              ElementsAre(HasSubstr("give only one of password_file and password_env")));
+  EXPECT_THAT(errorsOf(head + ", password: hunter2 } }\n"), ElementsAre(HasSubstr("unknown key \"password\"")));
+}
+
 TEST(LoaderCompanionTest, ErrorsCarryFileLineColumnAndPath) {
   EXPECT_THAT(errorsOf(std::string(kBase) + R"(companion:
   backup:

@@ -12,6 +12,7 @@ namespace levee::config {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using test::errorsOf;
 using test::load;
 
@@ -122,6 +123,41 @@ TEST(LoaderCompanionTest, EtcdLease) {
             30000);
 }
 
+TEST(LoaderCompanionTest, EtcdLeaseTls) {
+  const Policy p = load(withLease(R"(      lease:
+        backend: etcd
+        endpoints: [https://etcd-0.etcd:2379/]
+        key: /levee/leader
+        tls: { ca_file: /etc/etcd/ca.pem, cert_file: /etc/etcd/client.pem, key_file: /etc/etcd/client-key.pem }
+)"));
+  const PostgresFailoverConfig& f = p.companion.failover_postgres;
+  EXPECT_THAT(f.lease_endpoints, ElementsAre("https://etcd-0.etcd:2379"));
+  EXPECT_EQ(f.lease_tls_ca_file, "/etc/etcd/ca.pem");
+  EXPECT_EQ(f.lease_tls_cert_file, "/etc/etcd/client.pem");
+  EXPECT_EQ(f.lease_tls_key_file, "/etc/etcd/client-key.pem");
+  EXPECT_TRUE(f.lease_tls_verify);
+  // https without a tls block: the system's CA bundle, no client certificate.
+  const Policy plain = load(withLease("      lease: { backend: etcd, endpoints: [https://10.0.0.1:2379], key: k }\n"));
+  EXPECT_TRUE(plain.companion.failover_postgres.lease_tls_ca_file.empty());
+  EXPECT_THAT(errorsOf(withLease(R"(      lease:
+        backend: etcd
+        endpoints: [http://10.0.0.1:2379, https://10.0.0.2]
+        key: k
+        tls: { ca_file: ca.pem, cert_file: /c.pem, verify: maybe }
+)")),
+              ElementsAre("p.yaml:18:43: companion.failover.postgres.lease.endpoints[1]: expected "
+                          "https://host:port (no path, no credentials), got \"https://10.0.0.2\"",
+                          "p.yaml:20:25: companion.failover.postgres.lease.tls.ca_file: expected an absolute "
+                          "file path, got \"ca.pem\"",
+                          "p.yaml:20:44: companion.failover.postgres.lease.tls.cert_file: cert_file and key_file "
+                          "go together (the client certificate and its key)",
+                          "p.yaml:20:60: companion.failover.postgres.lease.tls.verify: expected true or false, got \"maybe\""));
+  EXPECT_THAT(errorsOf(withLease("      lease: { backend: etcd, endpoints: [http://10.0.0.1:2379], key: k, "
+                                 "tls: { verify: false } }\n")),
+              ElementsAre(HasSubstr("companion.failover.postgres.lease.tls: tls applies to https:// endpoints "
+                                    "and none is listed")));
+}
+
 TEST(LoaderCompanionTest, EtcdLeaseErrors) {
   EXPECT_THAT(errorsOf(withLease(R"(      lease:
         backend: etcd
@@ -131,24 +167,19 @@ TEST(LoaderCompanionTest, EtcdLeaseErrors) {
 )")),
               ElementsAre(
                   "p.yaml:17:9: companion.failover.postgres.lease.key: missing required key \"key\"",
-                  "p.yaml:18:21: companion.failover.postgres.lease.endpoints[0]: TLS to etcd is not "
-                  "supported yet by this build (use http://, e.g. through a local TLS-terminating "
-                  "proxy or on a private network)",
                   "p.yaml:18:44: companion.failover.postgres.lease.endpoints[1]: expected "
-                  "http://host:port, got \"10.0.0.2:2379\"",
+                  "http://host:port or https://host:port, got \"10.0.0.2:2379\"",
                   "p.yaml:18:61: companion.failover.postgres.lease.endpoints[2]: expected "
                   "http://host:port (no path, no credentials), got \"http://10.0.0.3:2379/v3\"",
                   "p.yaml:18:86: companion.failover.postgres.lease.endpoints[3]: expected a port in "
                   "[1,65535] in \"http://h:0\"",
                   "p.yaml:18:98: companion.failover.postgres.lease.endpoints[4]: expected "
-                  "http://host:port, got a sequence",
+                  "http(s)://host:port, got a sequence",
                   "p.yaml:19:14: companion.failover.postgres.lease.ttl: expected a duration in "
-                  "[2s,5m], got 1s",
-                  "p.yaml:20:9: companion.failover.postgres.lease.tls: \"tls\" is not supported "
-                  "yet by this build"));
+                  "[2s,5m], got 1s"));
   EXPECT_THAT(errorsOf(withLease("      lease: { backend: etcd, endpoints: [], key: \"\", ttl: 2500ms }\n")),
               ElementsAre("p.yaml:16:42: companion.failover.postgres.lease.endpoints: needs at least "
-                          "one etcd endpoint (http://host:port)",
+                          "one etcd endpoint (http(s)://host:port)",
                           "p.yaml:16:51: companion.failover.postgres.lease.key: must not be empty",
                           "p.yaml:16:60: companion.failover.postgres.lease.ttl: etcd lease TTLs are "
                           "whole seconds, got 2500ms"));

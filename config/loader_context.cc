@@ -13,8 +13,7 @@
 namespace levee::config::detail {
 namespace {
 
-constexpr std::array<NotSupportedYet, 3> kNotSupportedYet{{
-    {"lease", "tls", ""},
+constexpr std::array<NotSupportedYet, 2> kNotSupportedYet{{
     {"listener", "tls", ""},
     {"upstream", "protocol", "http2"},
 }};

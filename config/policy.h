@@ -416,11 +416,18 @@ struct PostgresFailoverConfig {
   enum class LeaseBackend { None, Etcd };
   LeaseBackend lease_backend{LeaseBackend::None};
   // backend etcd (companion/failover/lease_etcd.h): the v3 JSON gateway of these endpoints
-  // ("http://host:port", tried in order), the key every levee of the cluster competes for,
-  // and the lease TTL (renewed every ttl/3; held() is believed for ttl - ttl/4 after a renewal).
+  // ("http://host:port" or "https://host:port", tried in order), the key every levee of the
+  // cluster competes for, and the lease TTL (renewed every ttl/3; held() is believed for
+  // ttl - ttl/4 after a renewal).
   std::vector<std::string> lease_endpoints;
   std::string lease_key;
   Duration lease_ttl{10000};
+  // `lease.tls`, for https:// endpoints: the CA bundle that signs etcd's certificate (empty:
+  // the system's), the client certificate and key (etcd --client-cert-auth), and `verify`.
+  std::string lease_tls_ca_file;
+  std::string lease_tls_cert_file;
+  std::string lease_tls_key_file;
+  bool lease_tls_verify{true};
   bool auto_failover{true};          // false: detect and report only, promote through the API
   // Field-wise: decides what state a reload may keep.
   bool operator==(const PostgresFailoverConfig&) const = default;
@@ -475,6 +482,9 @@ struct BackupConfig {
   bool redis_enabled{false};
   SocketAddress redis_address;
   std::string redis_restore_bind;           // IP the temporary restore redis-server binds; empty: 127.0.0.1
+  std::string redis_username;               // AUTH user (ACL); empty: the default user
+  std::string redis_password_file;          // AUTH password: at most one of _file/_env; none: no AUTH
+  std::string redis_password_env;
   std::vector<std::string> file_paths;      // absolute directories, archived with tar
   uint32_t retention_daily{7};
   uint32_t retention_weekly{4};

@@ -109,9 +109,11 @@ void BackupManager::loadCatalog() {
   std::weak_ptr<bool> alive = alive_;
   event::queueWork(
       dispatcher_,
-      [sets, store, loaded, maint] {
+      [sets, store, loaded, maint, config = config_] {
         // A restore interrupted by a crash is rolled back or forward before the catalog is served.
-        loaded->replay = replayJournal(store.dir(), maint);
+        // Without the Redis password the Redis part reports NOAUTH in the replay's actions.
+        auto redis_auth = readRedisAuth(config);
+        loaded->replay = replayJournal(store.dir(), maint, redis_auth.value_or(RedisAuth{}));
         loaded->sets = sets.load();
         loaded->last_run = store.readLastRun();
       },
@@ -356,8 +358,9 @@ BackupManager::Step BackupManager::poolStep(std::string label, std::function<std
 }
 
 BackupManager::Step BackupManager::toolStep(std::string label, std::function<std::vector<std::string>(Job&)> args,
-                                            std::function<Status(Job&, ToolResult&)> check, bool stream_to_sink) {
-  return [this, label, args, check, stream_to_sink](const JobPtr& job, Next next) {
+                                            std::function<Status(Job&, ToolResult&)> check, bool stream_to_sink,
+                                            std::function<std::vector<std::string>(Job&)> env) {
+  return [this, label, args, check, stream_to_sink, env](const JobPtr& job, Next next) {
     job->step = label;
     StdoutSink sink;
     if (stream_to_sink) {
@@ -377,7 +380,7 @@ BackupManager::Step BackupManager::toolStep(std::string label, std::function<std
           Status st = check(*j, result);
           next(std::move(st));
         },
-        stream_to_sink ? &job->bytes : nullptr);
+        stream_to_sink ? &job->bytes : nullptr, env ? env(*job) : std::vector<std::string>{});
   };
 }
 

@@ -99,9 +99,11 @@ private:
   // notes how it got it (restore_steps.cc).
   Step fetchFromBucketStep(const storage::SetStore& sets, const Artifact& artifact);
   std::string restoreRefusal(const CatalogEntry& entry) const;  // empty: restorable
-  // A step that runs a tool and then `check`s its result on the loop.
+  // A step that runs a tool and then `check`s its result on the loop. `env` (optional): extra
+  // environment entries for the child.
   Step toolStep(std::string label, std::function<std::vector<std::string>(Job&)> args,
-                std::function<Status(Job&, ToolResult&)> check, bool stream_to_sink);
+                std::function<Status(Job&, ToolResult&)> check, bool stream_to_sink,
+                std::function<std::vector<std::string>(Job&)> env = {});
   // A step whose work runs on the thread pool; `work` gets copies, never the Job.
   // `prepare` (loop) builds the work from the job; `after` (loop) applies its results.
   Step poolStep(std::string label, std::function<std::function<Status()>(Job&)> prepare,

@@ -8,6 +8,7 @@
 #include "companion/backup/backup_manager.h"
 #include "companion/backup/job.h"
 #include "companion/backup/restore_checks.h"
+#include "companion/backup/restore_targets.h"
 #include "companion/backup/retention.h"
 #include "companion/storage/s3_store.h"
 #include "proxy/common/logger.h"
@@ -215,13 +216,34 @@ void BackupManager::addRedisSteps(const JobPtr& job) {
   job->steps.push_back(poolStep("open " + file, [file](Job& j) {
     return openSinkWork(j, file, true, "redis", "redis", "rdb+gzip");
   }));
+  // AUTH: the password goes to redis-cli in REDISCLI_AUTH (not on its command line).
+  auto auth = std::make_shared<RedisAuth>();
+  job->steps.push_back(poolStep("read the redis password", [auth](Job& j) {
+    return [auth, config = j.config]() -> Status {
+      LEVEE_ASSIGN_OR_RETURN(*auth, readRedisAuth(config));
+      return {};
+    };
+  }));
   job->steps.push_back(toolStep(
       "redis-cli --rdb",
-      [](Job& j) {
-        return std::vector<std::string>{"redis-cli", "-h", j.config.redis_address.host, "-p",
-                                        std::to_string(j.config.redis_address.port), "--rdb", "-"};
+      [auth](Job& j) {
+        std::vector<std::string> args{"redis-cli", "-h", j.config.redis_address.host, "-p",
+                                      std::to_string(j.config.redis_address.port)};
+        if (!auth->username.empty()) {
+          args.insert(args.end(), {"--user", auth->username});
+        }
+        args.insert(args.end(), {"--rdb", "-"});
+        return args;
       },
-      [](Job&, ToolResult& r) { return toolOk(r, "redis-cli --rdb"); }, true));
+      [auth](Job&, ToolResult& r) {
+        auth->password.clear();
+        return toolOk(r, "redis-cli --rdb");
+      },
+      true,
+      [auth](Job&) {
+        return auth->password.empty() ? std::vector<std::string>{}
+                                      : std::vector<std::string>{"REDISCLI_AUTH=" + auth->password};
+      }));
   auto reread = std::make_shared<ReRead>();
   job->steps.push_back(poolStep(
       "verify checksum of " + file,

@@ -28,6 +28,8 @@ struct RestoreRun {
   std::shared_ptr<std::atomic<bool>> temp_redis_gone = std::make_shared<std::atomic<bool>>(false);
   std::function<void()> on_temp_redis_exit;
   std::string temp_redis_exit;
+  // AUTH for the live Redis, read on the pool by the first Redis step (never journaled).
+  std::shared_ptr<RedisAuth> redis_auth = std::make_shared<RedisAuth>();
 
   ~RestoreRun() { temp_redis_gone->store(true); }  // pool loops waiting on it give up
 };

@@ -278,8 +278,9 @@ void BackupManager::addRestoreSteps(const JobPtr& job) {
           "start a temporary redis-server",
           [item, port, ti](Job& j) -> std::function<Status()> {
             setTarget(j, ti, "preparing");
-            return [item, port]() -> Status {
-              LEVEE_ASSIGN_OR_RETURN(auto repl, redisInfo(item.host, item.port, "replication"));
+            return [item, port, auth = j.restore->redis_auth, config = j.config]() -> Status {
+              LEVEE_ASSIGN_OR_RETURN(*auth, readRedisAuth(config));
+              LEVEE_ASSIGN_OR_RETURN(auto repl, redisInfo(item.host, item.port, "replication", *auth));
               if (std::string role = infoField(repl, "role"); role != "master") {
                 return makeError("the live Redis " + item.host + ":" + std::to_string(item.port) + " is a " + role +
                                  " (of " + infoField(repl, "master_host") + "): restore into its master");
@@ -350,7 +351,8 @@ void BackupManager::addRestoreSteps(const JobPtr& job) {
           [sync_timeout_ms](Job& j) -> std::function<Status()> {
             const RedisItem it = *j.restore->journal.redis;
             auto gone = j.restore->temp_redis_gone;
-            return [it, gone, sync_timeout_ms]() { return replicateFrom(it, sync_timeout_ms, *gone); };
+            auto auth = j.restore->redis_auth;
+            return [it, gone, auth, sync_timeout_ms]() { return replicateFrom(it, *auth, sync_timeout_ms, *gone); };
           },
           [ti, keys](Job& j) -> Status {
             setTarget(j, ti, "swapped", std::to_string(*keys) + " keys, replicated from the temporary server");
@@ -466,14 +468,15 @@ void BackupManager::cleanupRestore(const JobPtr& job) {
   run->on_temp_redis_exit = nullptr;
   run->temp_redis.reset();  // SIGKILL to the temporary redis-server (reaped on the pool)
   const RestoreJournal plan = run->journal;
+  const RedisAuth redis_auth = *run->redis_auth;
   const std::string conninfo = conninfoFor(job->config.postgres_dsn, "postgres");
   const std::string journal = journalPath(job->store.dir());
   auto lines = std::make_shared<std::vector<std::string>>();
   std::weak_ptr<Job> weak = job;
   event::queueWork(
       dispatcher_,
-      [plan, conninfo, journal, lines] {
-        *lines = rollBack(plan, conninfo);
+      [plan, conninfo, redis_auth, journal, lines] {
+        *lines = rollBack(plan, conninfo, redis_auth);
         ::unlink(journal.c_str());
       },
       [weak, lines, guard, id = job->id] {

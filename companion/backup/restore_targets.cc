@@ -15,6 +15,7 @@
 #include "companion/backup/restore_checks.h"
 #include "companion/json_value.h"
 #include "companion/storage/local_store.h"
+#include "companion/storage/s3_store.h"
 #include "proxy/common/json.h"
 
 namespace levee::companion::backup {
@@ -39,7 +40,8 @@ public:
       redisFree(c_);
     }
   }
-  Status connect(const std::string& host, uint16_t port, int timeout_ms) {
+  // With a password in `auth`: AUTH [username] password right after connecting.
+  Status connect(const std::string& host, uint16_t port, int timeout_ms, const RedisAuth& auth = {}) {
     timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     c_ = redisConnectWithTimeout(host.c_str(), port, tv);
     if (c_ == nullptr) {
@@ -49,6 +51,16 @@ public:
       return makeError("redis " + host + ":" + std::to_string(port) + ": " + c_->errstr);
     }
     redisSetTimeout(c_, timeval{10, 0});
+    if (!auth.password.empty()) {
+      std::vector<std::string> args{"AUTH"};
+      if (!auth.username.empty()) {
+        args.push_back(auth.username);
+      }
+      args.push_back(auth.password);
+      if (auto st = command(std::move(args)); !st) {  // the message is the server's, never the password
+        return makeError("redis " + host + ":" + std::to_string(port) + ": " + st.error().message);
+      }
+    }
     return {};
   }
   // Status, string and integer replies as text; an error reply is an error.
@@ -195,11 +207,11 @@ void filesRoll(const RestoreJournal& j, bool forward, std::vector<std::string>& 
   }
 }
 
-void redisRoll(const RestoreJournal& j, std::vector<std::string>& out) {
+void redisRoll(const RestoreJournal& j, const RedisAuth& auth, std::vector<std::string>& out) {
   if (!j.redis) {
     return;
   }
-  if (std::string line = detachFromTemp(*j.redis); !line.empty()) {
+  if (std::string line = detachFromTemp(*j.redis, auth); !line.empty()) {
     out.push_back(line);
   }
   if (!j.redis->dir.empty() && exists(j.redis->dir)) {
@@ -327,21 +339,23 @@ Status swapFiles(const FilesItem& item) {
   return removeTree(item.staging);
 }
 
-std::vector<std::string> rollBack(const RestoreJournal& j, const std::string& maint_conninfo) {
+std::vector<std::string> rollBack(const RestoreJournal& j, const std::string& maint_conninfo,
+                                  const RedisAuth& redis_auth) {
   std::vector<std::string> out;
-  redisRoll(j, out);
+  redisRoll(j, redis_auth, out);
   pgRoll(j, maint_conninfo, false, out);
   filesRoll(j, false, out);
   return out;
 }
 
-std::vector<std::string> rollForward(const RestoreJournal& j, const std::string& maint_conninfo) {
+std::vector<std::string> rollForward(const RestoreJournal& j, const std::string& maint_conninfo,
+                                     const RedisAuth& redis_auth) {
   std::vector<std::string> out;
   pgRoll(j, maint_conninfo, true, out);
   filesRoll(j, true, out);
   if (j.redis) {
-    std::string line = detachFromTemp(*j.redis);
-    auto info = redisInfo(j.redis->host, j.redis->port, "keyspace");
+    std::string line = detachFromTemp(*j.redis, redis_auth);
+    auto info = redisInfo(j.redis->host, j.redis->port, "keyspace", redis_auth);
     out.push_back("redis " + j.redis->host + ":" + std::to_string(j.redis->port) + ": the restore was cut during " +
                   "the swap phase; " + (line.empty() ? "not replicating the temporary server" : line) + "; it holds " +
                   (info ? std::to_string(keyspaceKeys(*info)) + " keys" : "an unknown number of keys") +
@@ -353,7 +367,8 @@ std::vector<std::string> rollForward(const RestoreJournal& j, const std::string&
   return out;
 }
 
-JournalReplay replayJournal(const std::string& store_dir, const std::string& maint_conninfo) {
+JournalReplay replayJournal(const std::string& store_dir, const std::string& maint_conninfo,
+                            const RedisAuth& redis_auth) {
   JournalReplay r;
   const std::string path = journalPath(store_dir);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -379,7 +394,7 @@ JournalReplay replayJournal(const std::string& store_dir, const std::string& mai
   }
   r.restore_id = j->restore_id;
   r.phase = j->phase;
-  r.actions = j->phase == "swap" ? rollForward(*j, maint_conninfo) : rollBack(*j, maint_conninfo);
+  r.actions = j->phase == "swap" ? rollForward(*j, maint_conninfo, redis_auth) : rollBack(*j, maint_conninfo, redis_auth);
   if (::unlink(path.c_str()) != 0) {
     r.actions.push_back(sysMessage("unlink", path));
   }
@@ -409,16 +424,28 @@ Status waitRedisReady(const std::string& host, uint16_t port, int timeout_ms, co
                    std::to_string(timeout_ms / 1000) + " s: " + last);
 }
 
-Result<std::string> redisInfo(const std::string& host, uint16_t port, const std::string& section) {
+Result<RedisAuth> readRedisAuth(const config::BackupConfig& config) {
+  RedisAuth auth;
+  if (config.redis_password_file.empty() && config.redis_password_env.empty()) {
+    return auth;
+  }
+  auth.username = config.redis_username;
+  LEVEE_ASSIGN_OR_RETURN(auth.password, storage::readCredential(config.redis_password_file, config.redis_password_env,
+                                                                "redis password"));
+  return auth;
+}
+
+Result<std::string> redisInfo(const std::string& host, uint16_t port, const std::string& section,
+                              const RedisAuth& auth) {
   RedisConn c;
-  LEVEE_RETURN_IF_ERROR(c.connect(host, port, 5000));
+  LEVEE_RETURN_IF_ERROR(c.connect(host, port, 5000, auth));
   return c.command({"INFO", section});
 }
 
-Status replicateFrom(const RedisItem& item, int timeout_ms, const std::atomic<bool>& stop) {
+Status replicateFrom(const RedisItem& item, const RedisAuth& auth, int timeout_ms, const std::atomic<bool>& stop) {
   RedisConn live;
   RedisConn temp;
-  LEVEE_RETURN_IF_ERROR(live.connect(item.host, item.port, 5000));
+  LEVEE_RETURN_IF_ERROR(live.connect(item.host, item.port, 5000, auth));
   LEVEE_RETURN_IF_ERROR(temp.connect(item.temp_host, item.temp_port, 5000));
   LEVEE_RETURN_IF_ERROR(live.command({"REPLICAOF", item.temp_host, std::to_string(item.temp_port)}));
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -469,8 +496,8 @@ Status replicateFrom(const RedisItem& item, int timeout_ms, const std::atomic<bo
   return result;
 }
 
-std::string detachFromTemp(const RedisItem& item) {
-  auto repl = redisInfo(item.host, item.port, "replication");
+std::string detachFromTemp(const RedisItem& item, const RedisAuth& auth) {
+  auto repl = redisInfo(item.host, item.port, "replication", auth);
   const std::string where = "redis " + item.host + ":" + std::to_string(item.port);
   if (!repl) {
     return where + ": cannot check whether it still replicates the temporary server (" + repl.error().message +
@@ -481,7 +508,7 @@ std::string detachFromTemp(const RedisItem& item) {
     return {};
   }
   RedisConn c;
-  if (auto st = c.connect(item.host, item.port, 5000); !st) {
+  if (auto st = c.connect(item.host, item.port, 5000, auth); !st) {
     return where + ": REPLICAOF NO ONE FAILED: " + st.error().message;
   }
   if (auto st = c.command({"REPLICAOF", "NO", "ONE"}); !st) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "companion/backup/tools.h"
+#include "config/policy.h"
 #include "proxy/common/result.h"
 
 namespace levee::companion::backup {
@@ -42,6 +43,15 @@ struct FilesItem {
   std::string pre;      // <path>.levee-pre-<suffix>: the live tree after the swap (kept)
   bool operator==(const FilesItem&) const = default;
 };
+
+// AUTH for levee's own connections to the live Redis (`targets.redis.username`, `password_*`);
+// never written to the journal. Empty password: no AUTH.
+struct RedisAuth {
+  std::string username;
+  std::string password;
+};
+// Reads the password of `targets.redis` (thread pool: a file read). No password configured: empty.
+Result<RedisAuth> readRedisAuth(const config::BackupConfig& config);
 
 struct RedisItem {
   std::string host;  // live Redis
@@ -77,8 +87,10 @@ Status swapFiles(const FilesItem& item);
 
 // Roll back / forward every target of the journal (see above). Returns what was done, one line
 // per action, for the log and the job's notes. Never throws; errors are in the lines.
-std::vector<std::string> rollBack(const RestoreJournal& j, const std::string& maint_conninfo);
-std::vector<std::string> rollForward(const RestoreJournal& j, const std::string& maint_conninfo);
+std::vector<std::string> rollBack(const RestoreJournal& j, const std::string& maint_conninfo,
+                                  const RedisAuth& redis_auth = {});
+std::vector<std::string> rollForward(const RestoreJournal& j, const std::string& maint_conninfo,
+                                     const RedisAuth& redis_auth = {});
 
 struct JournalReplay {
   bool found{false};
@@ -88,22 +100,24 @@ struct JournalReplay {
   std::string error;  // the journal could not be read (left in place)
 };
 // At start, before any new restore: reads the journal, rolls back or forward, removes it.
-JournalReplay replayJournal(const std::string& store_dir, const std::string& maint_conninfo);
+JournalReplay replayJournal(const std::string& store_dir, const std::string& maint_conninfo,
+                            const RedisAuth& redis_auth = {});
 
 // --- Redis (hiredis, blocking) ---
 
 // Waits until host:port answers PING with PONG (not LOADING), bounded by `timeout_ms`; gives up
 // early when `stop` becomes true (the job was dropped or the server exited).
 Status waitRedisReady(const std::string& host, uint16_t port, int timeout_ms, const std::atomic<bool>& stop);
-// INFO <section> of host:port.
-Result<std::string> redisInfo(const std::string& host, uint16_t port, const std::string& section);
+// INFO <section> of host:port (after AUTH when `auth` has a password).
+Result<std::string> redisInfo(const std::string& host, uint16_t port, const std::string& section,
+                              const RedisAuth& auth = {});
 // The live Redis replicates the temporary server (REPLICAOF, a full sync replaces its data set),
 // waits for master_link_status:up with as many keys as the temporary server, then REPLICAOF NO ONE. On any error
 // after REPLICAOF the live server is detached again (it keeps its old data set when the sync did
 // not finish: a replica swaps the data set only once the whole RDB is loaded).
-Status replicateFrom(const RedisItem& item, int timeout_ms, const std::atomic<bool>& stop);
+Status replicateFrom(const RedisItem& item, const RedisAuth& auth, int timeout_ms, const std::atomic<bool>& stop);
 // If the live Redis replicates the temporary server, REPLICAOF NO ONE; returns what was done.
-std::string detachFromTemp(const RedisItem& item);
+std::string detachFromTemp(const RedisItem& item, const RedisAuth& auth);
 
 // A free TCP port on `host` (bind to port 0), for the temporary redis-server.
 Result<uint16_t> freePort(const std::string& host);

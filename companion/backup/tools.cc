@@ -125,7 +125,8 @@ std::string ToolResult::describe(std::string_view tool) const {
 }
 
 ToolRunPtr runTool(event::Dispatcher& dispatcher, std::vector<std::string> args, StdoutSink sink,
-                   std::function<void(ToolResult)> done, std::atomic<uint64_t>* progress) {
+                   std::function<void(ToolResult)> done, std::atomic<uint64_t>* progress,
+                   std::vector<std::string> env) {
   auto run = std::make_shared<ToolRun>();
   run->done = std::move(done);
   run->pump = std::make_shared<PumpState>();
@@ -154,6 +155,7 @@ ToolRunPtr runTool(event::Dispatcher& dispatcher, std::vector<std::string> args,
   run->pump->err_fd = err[0];
   event::SpawnOptions opts;
   opts.args = std::move(args);
+  opts.env = std::move(env);
   opts.stdout_fd = out[1];
   opts.stderr_fd = err[1];
   std::weak_ptr<ToolRun> weak = run;

@@ -38,9 +38,11 @@ using ToolRunPtr = std::shared_ptr<ToolRun>;
 
 // Starts `args`; `done` runs on the loop once the child exited and its output was read. Keep the
 // returned handle: dropping it kills the child (SIGKILL) and `done` is never called.
-// `progress` (optional) counts stdout bytes as they are read.
+// `progress` (optional) counts stdout bytes as they are read. `env`: extra "NAME=value" entries
+// (secrets for the child go here, never into `args`, which `ps` shows).
 ToolRunPtr runTool(event::Dispatcher& dispatcher, std::vector<std::string> args, StdoutSink sink,
-                   std::function<void(ToolResult)> done, std::atomic<uint64_t>* progress = nullptr);
+                   std::function<void(ToolResult)> done, std::atomic<uint64_t>* progress = nullptr,
+                   std::vector<std::string> env = {});
 
 // The major version in "pg_dump (PostgreSQL) 15.18 (Debian ...)": 15; 0 when not found.
 int pgToolMajor(std::string_view version_text);

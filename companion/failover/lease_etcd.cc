@@ -395,12 +395,21 @@ size_t onCurlData(char* data, size_t size, size_t n, void* user) noexcept {
   return bytes;
 }
 
+// The TLS settings of https:// endpoints (`lease.tls`).
+struct EtcdTls {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  bool verify{true};
+};
+
 // Blocking JSON POSTs to the etcd endpoints (worker thread only). A failing endpoint (transport
-// error or non-200) makes the call try the next one, each once; the one that answered is kept.
+// error, TLS handshake or non-200) makes the call try the next one, each once; the one that
+// answered is kept.
 class EtcdHttp {
 public:
-  EtcdHttp(std::vector<std::string> endpoints, long timeout_ms)
-      : endpoints_(std::move(endpoints)), timeout_ms_(timeout_ms), curl_(curl_easy_init()) {}
+  EtcdHttp(std::vector<std::string> endpoints, EtcdTls tls, long timeout_ms)
+      : endpoints_(std::move(endpoints)), tls_(std::move(tls)), timeout_ms_(timeout_ms), curl_(curl_easy_init()) {}
   ~EtcdHttp() {
     if (curl_ != nullptr) {
       curl_easy_cleanup(curl_);
@@ -435,7 +444,19 @@ private:
     curl_easy_reset(curl_);
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
     curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (base.starts_with("https://")) {
+      // The files are read at each call: a rotated certificate is used from the next round.
+      if (!tls_.ca_file.empty()) {
+        curl_easy_setopt(curl_, CURLOPT_CAINFO, tls_.ca_file.c_str());
+      }
+      if (!tls_.cert_file.empty()) {
+        curl_easy_setopt(curl_, CURLOPT_SSLCERT, tls_.cert_file.c_str());
+        curl_easy_setopt(curl_, CURLOPT_SSLKEY, tls_.key_file.c_str());
+      }
+      curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, tls_.verify ? 1L : 0L);
+      curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, tls_.verify ? 2L : 0L);
+    }
     curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl_, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
@@ -460,6 +481,7 @@ private:
   }
 
   std::vector<std::string> endpoints_;
+  EtcdTls tls_;
   size_t current_{0};
   long timeout_ms_;
   CURL* curl_;
@@ -541,8 +563,8 @@ EtcdLease::Outcome runRound(EtcdHttp& http, const RoundInput& in) {
 // jobs still queued (the revoke at shutdown) before joining; each is bounded by the timeouts.
 class EtcdLease::Worker {
 public:
-  Worker(std::vector<std::string> endpoints, long timeout_ms)
-      : http_(std::move(endpoints), timeout_ms), thread_([this] { run(); }) {}
+  Worker(std::vector<std::string> endpoints, EtcdTls tls, long timeout_ms)
+      : http_(std::move(endpoints), std::move(tls), timeout_ms), thread_([this] { run(); }) {}
   ~Worker() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -602,7 +624,10 @@ EtcdLease::EtcdLease(event::Dispatcher& main, const config::PostgresFailoverConf
   std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   // A round is at most three calls; each gets a sixth of the TTL (at most 2 s per endpoint).
   const long timeout_ms = static_cast<long>(std::clamp<uint64_t>(ttl_ms_ / 6, 300, 2000));
-  worker_ = std::make_unique<Worker>(endpoints_, timeout_ms);
+  worker_ = std::make_unique<Worker>(
+      endpoints_,
+      EtcdTls{config.lease_tls_ca_file, config.lease_tls_cert_file, config.lease_tls_key_file, config.lease_tls_verify},
+      timeout_ms);
 }
 
 EtcdLease::~EtcdLease() {

@@ -14,6 +14,19 @@
 namespace levee::companion::storage {
 namespace {
 
+// "sets/<id>/..." or "catalog/<id>.json" under the prefix -> <id>; empty when not one of ours.
+std::string setIdOf(std::string_view key_after_prefix) {
+  if (!key_after_prefix.starts_with("sets/")) {
+    return {};
+  }
+  key_after_prefix.remove_prefix(5);
+  const size_t slash = key_after_prefix.find('/');
+  std::string id(key_after_prefix.substr(0, slash));
+  return backup::isValidId(id) ? id : std::string();
+}
+
+}  // namespace
+
 Result<std::string> readCredential(const std::string& file, const std::string& env, std::string_view what) {
   std::string value;
   if (!file.empty()) {
@@ -42,19 +55,6 @@ Result<std::string> readCredential(const std::string& file, const std::string& e
   }
   return value;
 }
-
-// "sets/<id>/..." or "catalog/<id>.json" under the prefix -> <id>; empty when not one of ours.
-std::string setIdOf(std::string_view key_after_prefix) {
-  if (!key_after_prefix.starts_with("sets/")) {
-    return {};
-  }
-  key_after_prefix.remove_prefix(5);
-  const size_t slash = key_after_prefix.find('/');
-  std::string id(key_after_prefix.substr(0, slash));
-  return backup::isValidId(id) ? id : std::string();
-}
-
-}  // namespace
 
 Result<S3Settings> resolveS3Settings(const config::BackupS3Config& c) {
   S3Settings s;

@@ -20,6 +20,10 @@
 
 namespace levee::companion::storage {
 
+// A secret from `file` (when set) or the environment variable `env`, trailing whitespace trimmed,
+// at most 4 KiB. Errors name `what` and the file or variable, never the secret.
+Result<std::string> readCredential(const std::string& file, const std::string& env, std::string_view what);
+
 // The client settings of `companion.backup.s3`, with the credentials read from their files or
 // environment variables (trailing whitespace trimmed). Errors name the file or variable, never
 // the secret.

@@ -115,6 +115,11 @@ std::string policyToJson(const config::Policy& p) {
         w.value(e);
       }
       w.endArray().key("key").value(f.lease_key).key("ttl_ms").value(ms(f.lease_ttl));
+      if (!f.lease_tls_ca_file.empty() || !f.lease_tls_cert_file.empty() || !f.lease_tls_verify) {
+        w.key("tls").beginObject().key("ca_file").value(f.lease_tls_ca_file);
+        w.key("cert_file").value(f.lease_tls_cert_file).key("key_file").value(f.lease_tls_key_file);
+        w.key("verify").value(f.lease_tls_verify).endObject();
+      }
     } else {
       w.key("backend").value("none");
     }

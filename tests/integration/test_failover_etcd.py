@@ -9,9 +9,11 @@ The PostgreSQL helpers (PgCluster, PgConn) come from test_failover.py."""
 
 import os
 import signal
+import ssl
 import subprocess
 import time
 import unittest
+import urllib.request
 
 import harness as h
 import test_failover as fo
@@ -30,8 +32,9 @@ class Etcd:
     """One etcd member on free loopback ports (client and peer), data under `base`, stopped by
     PID. pause()/resume() freeze it (SIGSTOP/SIGCONT): a partition, requests hang."""
 
-    def __init__(self, base):
+    def __init__(self, base, tls=None):
         self.base = base
+        self.tls = tls  # {"ca", "cert", "key"}: https with client certificates required
         self.client_port = h.free_port()
         self.peer_port = h.free_port()
         self.data = os.path.join(base, "etcd-data")
@@ -41,23 +44,32 @@ class Etcd:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.client_port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.client_port)
 
     def start(self):
-        client = "http://127.0.0.1:%d" % self.client_port
+        client = self.url
         peer = "http://127.0.0.1:%d" % self.peer_port
         self._log = open(self.log_path, "ab")
+        tls_args = []
+        if self.tls:
+            tls_args = ["--cert-file", self.tls["server_cert"], "--key-file", self.tls["server_key"],
+                        "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
         self.proc = subprocess.Popen(
             [ETCD_BIN, "--name", "t", "--data-dir", self.data, "--listen-client-urls", client,
              "--advertise-client-urls", client, "--listen-peer-urls", peer,
              "--initial-advertise-peer-urls", peer, "--initial-cluster", "t=" + peer,
-             "--listen-metrics-urls", "http://127.0.0.1:%d" % h.free_port()],
+             "--listen-metrics-urls", "http://127.0.0.1:%d" % h.free_port()] + tls_args,
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
         def ready():
             if self.proc.poll() is not None:
                 raise h.GiveUp("etcd exited with %s:\n%s" % (self.proc.returncode,
                                                              h.tail(self.log_path)))
+            if self.tls:
+                ctx = ssl.create_default_context(cafile=self.tls["ca"])
+                ctx.load_cert_chain(self.tls["cert"], self.tls["key"])
+                with urllib.request.urlopen(self.url + "/health", timeout=2, context=ctx) as r:
+                    return r.status == 200 and b'"true"' in r.read()
             r = h.http_request(self.client_port, "GET", "/health", timeout=2)
             return r.status == 200 and b'"true"' in r.body
         h.poll(ready, 30, interval=0.1, what="etcd /health")
@@ -356,6 +368,81 @@ class EtcdFailoverTest(h.LeveeTestCase):
         s = self.wait_primary(a, "pg-1")
         self.assertEqual(s["last_failover"]["result"], "success", s)
         self.assertEqual(h.metric_sum(a.metrics_parsed(), "levee_failover_total", result="locked"), 1)
+
+
+def make_certs(base):
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (ECDSA P-256,
+    one day), with the openssl CLI."""
+    d = os.path.join(base, "pki")
+    os.makedirs(d)
+    out = {k: os.path.join(d, k + ".pem") for k in ("ca", "ca_key", "server_cert", "server_key", "cert", "key")}
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=h.deadline(30))
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", out["ca_key"], "-out", out["ca"], "-days", "1",
+        "-subj", "/CN=levee-test-ca")
+    for name, cert, key, ext in (("127.0.0.1", "server_cert", "server_key",
+                                  # clientAuth too: etcd's JSON gateway dials etcd's gRPC
+                                  # port with this certificate (--client-cert-auth).
+                                  "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"),
+                                 ("levee", "cert", "key", "extendedKeyUsage=clientAuth\n")):
+        csr = os.path.join(d, cert + ".csr")
+        extfile = os.path.join(d, cert + ".ext")
+        with open(extfile, "w") as f:
+            f.write(ext)
+        run("req", *ec, "-keyout", out[key], "-out", csr, "-subj", "/CN=" + name)
+        run("x509", "-req", "-in", csr, "-CA", out["ca"], "-CAkey", out["ca_key"], "-CAcreateserial",
+            "-out", out[cert], "-days", "1", "-extfile", extfile)
+    return out
+
+
+@unittest.skipUnless(fo.pg_available() and etcd_available(),
+                     "PostgreSQL 15 server binaries or etcd-server not installed")
+class EtcdTlsLeaseTest(h.LeveeTestCase):
+    """The lease over https with client certificates (etcd --client-cert-auth)."""
+    start_levee_for = EtcdFailoverTest.start_levee_for
+    status = EtcdFailoverTest.status
+    wait_held = EtcdFailoverTest.wait_held
+    wait_primary = EtcdFailoverTest.wait_primary
+
+    def setUp(self):
+        super().setUp()
+        self.pg = fo.start_cluster(self)
+        self.pki = make_certs(self.tmp)
+        self.etcd = Etcd(self.tmp, tls=self.pki)
+        self.addCleanup(self.etcd.stop)
+        self.etcd.start()
+        self.key = "/levee/test/%s/leader" % self._testMethodName
+
+    def tls_lease(self, tls):
+        return "{ backend: etcd, endpoints: [%s], key: %s, ttl: %ds, tls: %s }" % (
+            self.etcd.url, self.key, TTL_S, tls)
+
+    def test_lease_over_tls_with_a_client_certificate(self):
+        lv = self.start_levee_for("a", lease=self.tls_lease(
+            "{ ca_file: %s, cert_file: %s, key_file: %s }" % (self.pki["ca"], self.pki["cert"], self.pki["key"])))
+        s = self.wait_held(lv)
+        self.assertEqual(s["lease"]["endpoint"], self.etcd.url)
+        self.wait_primary(lv, "pg-0")
+        cfg = lv.admin("GET", "/admin/config").json()["policy"]
+        self.assertEqual(cfg["companion"]["failover"]["postgres"]["lease"]["tls"]["cert_file"], self.pki["cert"])
+
+    def test_refused_without_the_client_certificate_or_a_trusted_ca(self):
+        # etcd requires a client certificate: the handshake fails, the lease is never held.
+        no_cert = self.start_levee_for("a", lease=self.tls_lease("{ ca_file: %s }" % self.pki["ca"]))
+        s = h.poll(lambda: (lambda s: s["lease"]["errors"] >= 2 and s)(self.status(no_cert)), 30,
+                   what="two failed rounds without a client certificate")
+        self.assertFalse(s["lease"]["held"], s)
+        self.assertIn(self.etcd.url, s["lease"]["last_error"])
+        # Without the CA the server certificate is not trusted.
+        untrusted = self.start_levee_for("b", lease=self.tls_lease(
+            "{ cert_file: %s, key_file: %s }" % (self.pki["cert"], self.pki["key"])))
+        s = h.poll(lambda: (lambda s: s["lease"]["errors"] >= 2 and s)(self.status(untrusted)), 30,
+                   what="two failed rounds with an untrusted server certificate")
+        self.assertFalse(s["lease"]["held"], s)
+        self.assertRegex(s["lease"]["last_error"], "(?i)certificate")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 """Restores of every target of a backup set (issue 6): PostgreSQL, Redis (through a temporary
 redis-server the live one replicates) and files (staged beside the live directory, swapped with
 renames); a failure before the swap leaves live data untouched; the restore journal repairs a
-restore cut by a crash at the next start; no backup/restore child outlives levee."""
+restore cut by a crash at the next start; no backup/restore child outlives levee; Redis AUTH
+(an ACL user, the password from a file) for backup and restore."""
 
 import hashlib
 import json
 import os
 import signal
+import subprocess
 import unittest
 
 import harness as h
-from test_backup import BackupTestBase, TOKEN  # noqa: F401 (TOKEN used through BackupTestBase)
+from test_backup import BackupTestBase, Redis, TOKEN  # noqa: F401 (TOKEN used through BackupTestBase)
 
 
 def tree_digest(root):
@@ -298,6 +300,88 @@ class NoOrphanChildTest(BackupTestBase):
         self.lv.signal(signal.SIGKILL)
         self.lv.wait_exit(30)
         h.poll(lambda: proc_state(pids[0]) in (None, "Z"), 10, what="the tool killed with levee")
+
+
+class AuthRedis(Redis):
+    """A Redis whose default user needs a password, with an ACL user `levee`."""
+    DEFAULT_PW = "default-pw-7f3a"
+    USER_PW = "levee-pw-91c2"
+
+    def start(self):
+        os.makedirs(self.dir)
+        self.log = open(os.path.join(self.dir, "redis.log"), "wb")
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--dir", self.dir, "--save", "", "--appendonly", "no",
+                                      "--requirepass", self.DEFAULT_PW],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        h.poll(lambda: self.cli("PING") == "PONG", 20, what="redis PING")
+        self.cli("ACL", "SETUSER", "levee", "on", ">" + self.USER_PW, "~*", "&*", "+@all")
+        return self
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)] + list(args),
+                           capture_output=True, text=True, timeout=h.deadline(20),
+                           env=dict(os.environ, REDISCLI_AUTH=self.DEFAULT_PW))
+        return r.stdout.strip()
+
+
+class RedisAuthTest(BackupTestBase):
+    """targets.redis with username + password_file: redis-cli --rdb and levee's own connections
+    (the restore's checks, REPLICAOF) authenticate; a wrong password fails loudly and the
+    password is never shown."""
+
+    def setUp(self):
+        super().setUp()
+        self.auth_redis = AuthRedis(self.tmp).start()
+        self.addCleanup(self.auth_redis.stop)
+
+    def password_file(self, password):
+        path = os.path.join(self.tmp, "redis-password")
+        with open(path, "w") as f:
+            f.write(password + "\n")  # a trailing newline, as a mounted Secret often has
+        return path
+
+    def start_with(self, password):
+        return self.levee(["redis: { address: 127.0.0.1:%d, username: levee, password_file: %s }"
+                           % (self.auth_redis.port, self.password_file(password))])
+
+    def test_backup_and_restore_authenticate(self):
+        r = self.auth_redis
+        r.cli("SET", "greeting", "hello")
+        r.cli("RPUSH", "queue", "a", "b")
+        # Without AUTH the default user is refused: what levee does below needs the password.
+        plain = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(r.port), "DBSIZE"],
+                               capture_output=True, text=True, timeout=h.deadline(20))
+        self.assertIn("NOAUTH", plain.stdout + plain.stderr)
+        self.start_with(AuthRedis.USER_PW)
+        job = self.wait_job(self.create("database"))
+        self.assertEqual(job["state"], "verified", job)
+        arts = {a["target"]: a for a in job["backup"]["artifacts"]}
+        self.assertEqual(arts["redis"]["counts"]["keys"], 2)
+
+        r.cli("SET", "greeting", "changed")
+        r.cli("DEL", "queue")
+        r.cli("SET", "later", "x")
+        res = self.api("POST", "/api/v1/backup/restore/" + job["id"], {"confirm": True})
+        self.assertEqual(res.status, 202, res)
+        done = self.wait_job(res.json()["id"], timeout=180)
+        self.assertEqual(done["state"], "succeeded", done)
+        self.assertEqual(r.cli("GET", "greeting"), "hello")
+        self.assertEqual(r.cli("LRANGE", "queue", "0", "-1"), "a\nb")
+        self.assertEqual(r.cli("EXISTS", "later"), "0")
+        self.assertEqual(r.cli("ROLE").splitlines()[0], "master")
+        self.assertNotIn(AuthRedis.USER_PW, self.lv.stderr_text())
+
+    def test_wrong_password_fails_loudly_without_showing_it(self):
+        self.start_with("not-the-password")
+        job = self.wait_job(self.create("database"))
+        self.assertEqual(job["state"], "failed", job)
+        self.assertIn("redis-cli --rdb", job["error"])
+        self.assertRegex(job["error"], "WRONGPASS|invalid username-password")
+        self.assertEqual(self.listed_ids(), [])
+        self.assertNotIn("not-the-password", json.dumps(job))
+        self.assertNotIn("not-the-password", self.lv.stderr_text())
+        self.assertEqual(h.metric_sum(self.lv.metrics_parsed(), "levee_backup_failures_total", type="database"), 1)
 
 
 if __name__ == "__main__":
