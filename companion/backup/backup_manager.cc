@@ -111,9 +111,7 @@ void BackupManager::loadCatalog() {
       dispatcher_,
       [sets, store, loaded, maint, config = config_] {
         // A restore interrupted by a crash is rolled back or forward before the catalog is served.
-        // Without the Redis password the Redis part reports NOAUTH in the replay's actions.
-        auto redis_auth = readRedisAuth(config);
-        loaded->replay = replayJournal(store.dir(), maint, redis_auth.value_or(RedisAuth{}));
+        loaded->replay = replayJournal(store.dir(), maint, [&config] { return readRedisAuth(config); });
         loaded->sets = sets.load();
         loaded->last_run = store.readLastRun();
       },

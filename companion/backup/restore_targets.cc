@@ -368,7 +368,7 @@ std::vector<std::string> rollForward(const RestoreJournal& j, const std::string&
 }
 
 JournalReplay replayJournal(const std::string& store_dir, const std::string& maint_conninfo,
-                            const RedisAuth& redis_auth) {
+                            const std::function<Result<RedisAuth>()>& read_redis_auth) {
   JournalReplay r;
   const std::string path = journalPath(store_dir);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -394,7 +394,16 @@ JournalReplay replayJournal(const std::string& store_dir, const std::string& mai
   }
   r.restore_id = j->restore_id;
   r.phase = j->phase;
-  r.actions = j->phase == "swap" ? rollForward(*j, maint_conninfo, redis_auth) : rollBack(*j, maint_conninfo, redis_auth);
+  RedisAuth redis_auth;
+  if (j->redis && read_redis_auth) {
+    if (auto auth = read_redis_auth(); auth) {
+      redis_auth = std::move(*auth);
+    } else {
+      r.actions.push_back("redis: " + auth.error().message + " (trying without AUTH)");
+    }
+  }
+  auto actions = j->phase == "swap" ? rollForward(*j, maint_conninfo, redis_auth) : rollBack(*j, maint_conninfo, redis_auth);
+  r.actions.insert(r.actions.end(), actions.begin(), actions.end());
   if (::unlink(path.c_str()) != 0) {
     r.actions.push_back(sysMessage("unlink", path));
   }

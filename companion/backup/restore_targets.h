@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,8 +101,10 @@ struct JournalReplay {
   std::string error;  // the journal could not be read (left in place)
 };
 // At start, before any new restore: reads the journal, rolls back or forward, removes it.
+// `redis_auth` is called only when the journal names a Redis target (the password is read
+// only when it is needed).
 JournalReplay replayJournal(const std::string& store_dir, const std::string& maint_conninfo,
-                            const RedisAuth& redis_auth = {});
+                            const std::function<Result<RedisAuth>()>& redis_auth = {});
 
 // --- Redis (hiredis, blocking) ---
 
