@@ -520,6 +520,23 @@ class Levee:
         with open(self.stderr_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def log_text(self):
+        return self.stderr_text() + self.stdout_text()
+
+    def wait_log(self, *needles, timeout=10.0):
+        """The log (stderr + stdout) once it holds every needle. levee's logger is asynchronous:
+        a line for an action that has already answered can reach the file a little later."""
+        missing = list(needles)
+
+        def found():
+            text = self.log_text()
+            missing[:] = [n for n in needles if n not in text]
+            return text if not missing else None
+        try:
+            return poll(found, timeout, what="log lines")
+        except AssertionError as e:
+            raise AssertionError("not in levee's log after %.0f s: %r" % (timeout, missing)) from e
+
     def access_log(self):
         """Parsed JSON lines of stdout (non-JSON lines are skipped)."""
         out = []

@@ -108,6 +108,9 @@ class AdminApiTest(h.LeveeTestCase):
         self.wait_audit(r"path=/admin/circuit-breakers/app/open status=404 outcome=refused")
         # Reads are not audited.
         self.lv.admin("GET", "/admin/config")
+        # The log is asynchronous and in order: once a later audited call shows, the read would have.
+        self.lv.admin("POST", "/admin/drain", token="wrong")
+        self.wait_audit(r"path=/admin/drain status=401")
         self.assertFalse([l for l in audit_lines(self.lv) if "path=/admin/config" in l])
 
     def test_breaker_action_audits_before_and_after(self):

@@ -313,7 +313,7 @@ class BackupRestoreTest(BackupTestBase):
         set_dir = os.path.join(self.store, "sets", job["id"])
         h.poll(lambda: not os.path.exists(set_dir) or not os.listdir(set_dir), 10, what="partial set removed")
         self.assertEqual(h.metric_sum(self.lv.metrics_parsed(), "levee_backup_failures_total", type="database"), 1)
-        self.assertIn("FAILED", self.lv.stderr_text())
+        self.lv.wait_log("FAILED")
         self.assertEqual(h.metric_sum(self.lv.metrics_parsed(), "levee_backup_last_success_timestamp_seconds",
                                       type="database"), 0)
 

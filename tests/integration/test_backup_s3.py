@@ -316,7 +316,7 @@ class S3BackupTest(BackupTestBase):
         r = h.poll(refused, 20, what="503 naming the unreadable catalog")
         self.assertIn("127.0.0.1", r.json()["error"])
         self.assertEqual(self.api("POST", "/api/v1/backup/create", {"type": "storage"}).status, 503)
-        self.assertIn("reading the catalog in s3://", self.lv.stderr_text())
+        self.lv.wait_log("reading the catalog in s3://")
         # The bucket comes up on that address: the catalog load is retried (every 15 s).
         late = S3rver(os.path.join(self.tmp, "late"))
         late.port = int(dead.rsplit(":", 1)[1])

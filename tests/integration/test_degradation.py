@@ -158,7 +158,7 @@ class LevelsTest(DegradationBase):
         r = self.lv.admin("POST", "/admin/degradation", body={"level": 2}, token=self.token)
         self.assertEqual(r.status, 405, r)
         self.assertEqual(self.state()["level"], 1, "refused calls change nothing")
-        self.assertIn("audit", self.lv.stderr_text() + self.lv.stdout_text())
+        self.lv.wait_log("audit")
 
 
 class PersistenceTest(DegradationBase):

@@ -328,9 +328,7 @@ class FailoverTest(h.LeveeTestCase):
         self.assertEqual(h.metric_sum(m, "levee_db_member_up", member="pg-0"), 0)
         self.assertEqual(h.metric_sum(m, "levee_db_member_role", member="pg-1", role="primary"), 1)
         self.assertEqual(h.metric_sum(m, "levee_db_member_fenced", member="pg-0"), 1)
-        log = lv.stderr_text() + lv.stdout_text()
-        for step in ("fenced", "promoting pg-1", "left recovery"):
-            self.assertIn(step, log)
+        lv.wait_log("fenced", "promoting pg-1", "left recovery")
         sys_msg = ("failover timing: kill -> first acknowledged write through levee %.2f s; "
                    "levee detection -> writable %d ms; first failed check -> writable %d ms; "
                    "%d rows acknowledged, %d client errors\n"
@@ -406,7 +404,7 @@ class FailoverTest(h.LeveeTestCase):
         self.assertEqual(h.metric_sum(m, "levee_db_split_brain"), 1)
         self.assertEqual(h.metric_sum(m, "levee_db_member_routed_primary", member="pg-1"), 1)
         self.assertEqual(h.metric_sum(m, "levee_failover_total", result="success"), 1)
-        self.assertIn("SPLIT BRAIN", lv.stderr_text() + lv.stdout_text())
+        lv.wait_log("SPLIT BRAIN")
         for _ in range(3):
             self.assertEqual(self.server_port(ports["rw"]), [str(self.pg.ports[1]), "f"])
         # A second promote has no replica left to promote.

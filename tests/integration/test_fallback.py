@@ -102,7 +102,9 @@ class StaleTest(FallbackBase):
                                input=self.lv.metrics_text().encode(), capture_output=True,
                                timeout=h.deadline(30))
             self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
-        log = [e for e in self.lv.access_log() if e.get("path", "").startswith("/api/items")]
+        log = h.poll(lambda: (lambda l: len(l) >= 4 and l)(
+            [e for e in self.lv.access_log() if e.get("path", "").startswith("/api/items")]),
+            10, what="the four access log lines of /api/items")
         self.assertEqual([e.get("fallback") for e in log], [None, "stale", "static", "stale"], log)
 
     def test_requests_with_authorization_are_not_stored(self):

@@ -191,9 +191,7 @@ class AdminFaultTest(FaultBase):
         self.assertEqual(self.active(), [])
         self.assertEqual(self.get("/faulty").status, 200)
         self.assertEqual(self.get("/other").status, 200)
-        log = self.lv.stderr_text() + self.lv.stdout_text()
-        self.assertIn("fault kill switch: 2 experiment(s) removed", log)
-        self.assertIn("audit: peer=", log)
+        self.lv.wait_log("fault kill switch: 2 experiment(s) removed", "audit: peer=")
 
     def test_max_active_refuses(self):
         self.launch(extra="faults: { max_active: 2 }\n")

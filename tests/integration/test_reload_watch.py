@@ -127,7 +127,7 @@ class ReloadWatchTest(h.LeveeTestCase):
         self.assertRegex(errs[1], r'^%s:7:5: listeners\[0\]\.adress: unknown key "adress"' % where)
         self.assertEqual(c["last_reload"]["error"], errs[0])
         self.assertEqual(self.reloads("failure"), 1)
-        self.assertIn(errs[0], self.lv.stderr_text())
+        self.lv.wait_log(errs[0])
         self.assertEqual(self.status("/api/x"), 200)
         self.assertEqual(self.lv.probe("/health/ready").status, 200)
         # POST /admin/reload answers with the same errors.
@@ -192,8 +192,7 @@ class ReloadWatchTest(h.LeveeTestCase):
                if line.startswith("levee_http_request_duration_seconds_bucket{")}
         # The default layout (0.005 ... 10), not [0.1, 1], on every series, the moved one too.
         self.assertTrue({"0.005", "0.025", "10", "+Inf"} <= les, les)
-        logs = self.lv.stderr_text() + open(self.lv.stdout_path, errors="replace").read()
-        self.assertIn("latency_buckets changed", logs)
+        self.lv.wait_log("latency_buckets changed")
 
     def _refused(self, port):
         try:

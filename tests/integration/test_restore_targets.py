@@ -229,8 +229,7 @@ class RestoreTargetsTest(BackupTestBase):
         self.start_all()
         h.poll(lambda: "was interrupted (levee stopped in its swap phase)" in self.lv.stderr_text(), 20,
                what="replay log line")
-        log = self.lv.stderr_text()
-        self.assertIn("swap completed", log)
+        self.lv.wait_log("swap completed")
         self.assertEqual(self.pg.sql("SELECT count(*) FROM orders", db="app"), "7")  # the verified temp db
         self.assertEqual(self.pg.sql("SELECT count(*) FROM orders", db="app_pre_00aa01"), "500")
         self.assertEqual(os.listdir(self.files), ["restored.txt"])
@@ -244,10 +243,8 @@ class RestoreTargetsTest(BackupTestBase):
         self.start_all()
         h.poll(lambda: "was interrupted (levee stopped in its prepare phase)" in self.lv.stderr_text(), 20,
                what="replay log line")
-        log = self.lv.stderr_text()
-        self.assertIn("dropped the temporary database app_rst_00bb02", log)
-        self.assertIn("connections allowed again", log)
-        self.assertIn("detached from the temporary server", log)
+        self.lv.wait_log("dropped the temporary database app_rst_00bb02", "connections allowed again",
+                         "detached from the temporary server")
         after = self.current()
         self.assertEqual(after["pg"], before["pg"])
         self.assertEqual(after["files"], before["files"])
@@ -370,7 +367,8 @@ class RedisAuthTest(BackupTestBase):
         self.assertEqual(r.cli("LRANGE", "queue", "0", "-1"), "a\nb")
         self.assertEqual(r.cli("EXISTS", "later"), "0")
         self.assertEqual(r.cli("ROLE").splitlines()[0], "master")
-        self.assertNotIn(AuthRedis.USER_PW, self.lv.stderr_text())
+        self.assertEqual(self.lv.stop(), 0)  # the asynchronous log is complete once levee exits
+        self.assertNotIn(AuthRedis.USER_PW, self.lv.log_text())
 
     def test_wrong_password_fails_loudly_without_showing_it(self):
         self.start_with("not-the-password")
@@ -380,8 +378,10 @@ class RedisAuthTest(BackupTestBase):
         self.assertRegex(job["error"], "WRONGPASS|invalid username-password")
         self.assertEqual(self.listed_ids(), [])
         self.assertNotIn("not-the-password", json.dumps(job))
-        self.assertNotIn("not-the-password", self.lv.stderr_text())
         self.assertEqual(h.metric_sum(self.lv.metrics_parsed(), "levee_backup_failures_total", type="database"), 1)
+        self.assertEqual(self.lv.stop(), 0)  # the asynchronous log is complete once levee exits
+        self.assertIn("FAILED", self.lv.log_text())
+        self.assertNotIn("not-the-password", self.lv.log_text())
 
 
 if __name__ == "__main__":
