@@ -374,7 +374,7 @@ class RetentionScheduleTest(BackupTestBase):
             ids = self.listed_ids()
             return ids if ids else None
         ids = h.poll(scheduled, 60, what="the missed scheduled backup")
-        h.poll(lambda: "was missed while levee was down" in self.lv.stderr_text(), 10, what="missed-run log")
+        self.lv.wait_log("was missed while levee was down")
         self.assertEqual(len(ids), 1)
         entry = self.api("GET", "/api/v1/backup/" + ids[0]).json()
         self.assertEqual(entry["trigger"], "schedule-missed")
@@ -384,7 +384,7 @@ class RetentionScheduleTest(BackupTestBase):
         self.lv.stop()
         self.levee(targets, extra='schedule: "%d * * * *"' % minute, store=store)
         self.assertEqual(self.listed_ids(), ids)
-        h.poll(lambda: "1 verified backup(s)" in self.lv.stderr_text(), 10, what="catalog log line")
+        self.lv.wait_log("1 verified backup(s)")
         self.assertNotIn("was missed while levee was down", self.lv.stderr_text())
 
 

@@ -141,8 +141,7 @@ class S3BackupTest(BackupTestBase):
         self.assertEqual(job["state"], "failed", job)
         self.assertIn(needle, job["error"])
         self.assertNotIn(job["id"], self.listed_ids())
-        h.poll(lambda: "backup %s (%s) FAILED" % (job["id"], kind) in self.lv.stderr_text(), 10,
-               what="the FAILED log line")
+        self.lv.wait_log("backup %s (%s) FAILED" % (job["id"], kind))
         # Neither the staged set nor anything in the bucket stays behind.
         h.poll(lambda: not os.path.exists(os.path.join(self.store, "sets", job["id"])), 10, what="staged set removed")
 

@@ -191,8 +191,7 @@ class PersistenceTest(DegradationBase):
             f.write("{garbage")
         self.launch(degradation="  state_file: %s\n" % state_file)
         self.assertEqual(self.state()["level"], 0)
-        h.poll(lambda: "state file" in self.lv.stderr_text() + self.lv.stdout_text(),
-               h.deadline(5), what="warning about the state file")
+        self.lv.wait_log("state file", timeout=h.deadline(5))
 
 
 class AutoTest(DegradationBase):

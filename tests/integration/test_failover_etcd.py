@@ -144,9 +144,6 @@ class EtcdFailoverTest(h.LeveeTestCase):
     def server_port(self, lv):
         return fo.pg_query(lv.ports["rw"], "SELECT inet_server_port(), pg_is_in_recovery()")[0]
 
-    def log(self, lv):
-        return lv.stderr_text() + lv.stdout_text()
-
     def start_pair(self):
         a = self.start_levee_for("a")
         sa = self.wait_held(a)
@@ -215,7 +212,7 @@ class EtcdFailoverTest(h.LeveeTestCase):
         self.assertEqual(a.stop(), 0)
         self.wait_held(b, timeout=TTL_S)
         clean = time.monotonic() - t0
-        self.assertIn("revoking etcd lease", a.stderr_text() + a.stdout_text())
+        self.assertIn("revoking etcd lease", a.log_text())
         self.assertLess(clean, TTL_S)
         # A crash (SIGKILL, no revoke): etcd expires b's lease after the TTL, then c acquires.
         c = self.start_levee_for("c")
@@ -251,7 +248,7 @@ class EtcdFailoverTest(h.LeveeTestCase):
         self.assertEqual(h.metric_sum(a.metrics_parsed(), "levee_failover_total", result="success"), 0)
         self.assertGreaterEqual(h.metric_sum(a.metrics_parsed(), "levee_failover_total", result="no_lease"), 1)
         self.assertEqual(fo.pg_query(self.pg.ports[1], "SELECT pg_is_in_recovery()"), [["t"]])
-        self.assertNotIn("promoting pg-1", self.log(a))
+        self.assertNotIn("promoting pg-1", a.log_text())
         # etcd back: the lease returns and the failure episode, still open, is resolved.
         self.etcd.resume()
         self.wait_held(a, timeout=TTL_S * 3)

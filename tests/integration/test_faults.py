@@ -169,8 +169,7 @@ class AdminFaultTest(FaultBase):
         h.poll(reverted, 10, interval=0.05, what="the experiment to expire")
         self.assertGreaterEqual(time.monotonic() - t0, 1.0)
         self.assertEqual(self.active(), [])
-        h.poll(lambda: "fault experiment %s expired" % r.json()["id"] in self.lv.stderr_text()
-               + self.lv.stdout_text(), 5, what="the expiry audit line")
+        self.lv.wait_log("fault experiment %s expired" % r.json()["id"], timeout=5)
 
     def test_delete_one_and_kill_switch(self):
         self.launch()

@@ -227,9 +227,7 @@ class RestoreTargetsTest(BackupTestBase):
         self.craft_crash("swap", "00aa01")
         self.assertEqual(self.pg.sql("SELECT count(*) FROM pg_database WHERE datname = 'app'"), "0")
         self.start_all()
-        h.poll(lambda: "was interrupted (levee stopped in its swap phase)" in self.lv.stderr_text(), 20,
-               what="replay log line")
-        self.lv.wait_log("swap completed")
+        self.lv.wait_log("was interrupted (levee stopped in its swap phase)", "swap completed", timeout=20)
         self.assertEqual(self.pg.sql("SELECT count(*) FROM orders", db="app"), "7")  # the verified temp db
         self.assertEqual(self.pg.sql("SELECT count(*) FROM orders", db="app_pre_00aa01"), "500")
         self.assertEqual(os.listdir(self.files), ["restored.txt"])
@@ -241,10 +239,9 @@ class RestoreTargetsTest(BackupTestBase):
         self.store = os.path.join(self.tmp, "store")
         self.craft_crash("prepare", "00bb02")
         self.start_all()
-        h.poll(lambda: "was interrupted (levee stopped in its prepare phase)" in self.lv.stderr_text(), 20,
-               what="replay log line")
-        self.lv.wait_log("dropped the temporary database app_rst_00bb02", "connections allowed again",
-                         "detached from the temporary server")
+        self.lv.wait_log("was interrupted (levee stopped in its prepare phase)",
+                         "dropped the temporary database app_rst_00bb02", "connections allowed again",
+                         "detached from the temporary server", timeout=20)
         after = self.current()
         self.assertEqual(after["pg"], before["pg"])
         self.assertEqual(after["files"], before["files"])
